@@ -1,0 +1,1 @@
+"""The shared fine-tuning harness: packaged artifacts, model preparation, data mixtures, the training loop."""

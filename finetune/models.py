@@ -1,0 +1,69 @@
+"""Model preparation and loading: packaged GGUF -> HF folder once, hub ids pass straight through.
+
+A model entry in the config is either `{hub: "meta-llama/Llama-2-7b-hf"}` or
+`{gguf: [packaged files, concatenated in order], sha256: "..."}`. GGUF loading costs 20-60 s
+(tokenizer conversion), so it is converted once into a normal HF folder under the cache.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from finetune.packaged import PackagedFile, fetch, sha256_of
+
+
+def _assemble_gguf(name: str, entry: dict, cache_dir: Path) -> Path:
+    parts = [fetch(PackagedFile(p["requirement"], p["member"]), cache_dir) for p in entry["gguf"]]
+    if len(parts) == 1:
+        gguf = parts[0]
+    else:
+        gguf = cache_dir / "gguf" / f"{name}.gguf"
+        if not gguf.exists():
+            gguf.parent.mkdir(parents=True, exist_ok=True)
+            tmp = gguf.with_suffix(".part")
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, gguf)
+    if entry.get("sha256") and sha256_of(gguf) != entry["sha256"]:
+        raise RuntimeError(f"model {name!r}: sha256 of {gguf} does not match the config")
+    return gguf
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Dequantize a GGUF into an fp32 HF folder (model + tokenizer), written atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    # save_pretrained refuses GGUF-loaded models while they still claim to be quantized.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def prepare_model(name: str, entry: dict, cache_dir: Path) -> str:
+    """Return what `from_pretrained` should load: a prepared folder, or the hub id unchanged."""
+    if "hub" in entry:
+        return entry["hub"]
+    out_dir = Path(cache_dir) / "models" / name
+    if not (out_dir / "config.json").exists():
+        convert_gguf(_assemble_gguf(name, entry, Path(cache_dir)), out_dir)
+    return str(out_dir)
+
+
+def model_source(entry: dict, cache_dir: Path, name: str) -> str:
+    """Where a prepared model lives, without preparing it (for DAG paths)."""
+    return entry["hub"] if "hub" in entry else str(Path(cache_dir) / "models" / name)
