@@ -1,0 +1,1 @@
+"""Collect evaluation and profiling results into the paper's tables and figures."""

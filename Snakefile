@@ -1,0 +1,21 @@
+# The SpIEL reproduction study. Main job: `snakemake --cores all results/table1.csv`.
+# Scale is chosen by config only: config/config.yaml (embedded default, offline),
+# config/smoke.yaml (CI, minutes), config/paper.yaml (Llama-2 7b/13b on GPUs, hub data).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: "config/config.yaml"
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/table1.csv",

@@ -1,0 +1,30 @@
+"""Read one run's evaluation results, turning every missing or failed piece into a reason."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: a real measurement, or None with the reason it is empty."""
+
+    value: float | None
+    reason: str = ""
+    n_items: int | None = None
+
+
+def read_cell(index_path: Path, bench: str) -> Cell:
+    """The score of `bench` in an evaluation directory's index.json (scaled to 0-100)."""
+    if not index_path.exists():
+        return Cell(None, "not run")
+    index = json.loads(index_path.read_text())
+    if index.get("status") != "ok":
+        return Cell(None, f"failed: {index.get('error', 'unknown error')}")
+    if bench not in index["benchmarks"]:
+        return Cell(None, "not evaluated")
+    result = json.loads((index_path.parent / index["benchmarks"][bench]).read_text())
+    if result.get("score") is None:
+        return Cell(None, result.get("reason", "no score"))
+    return Cell(100.0 * result["score"], n_items=result.get("n_items"))

@@ -1,0 +1,54 @@
+"""The DAG: config validation names the bad key, and every scale dry-runs."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def dry_run(*args, cwd=ROOT):
+    return subprocess.run([*SNAKEMAKE, "-n", "--quiet", "rules", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    counts = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_embedded_default_dry_run():
+    proc = dry_run("results/table1.csv")
+    assert proc.returncode == 0, proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["train"] >= 1 and counts["evaluate"] >= counts["train"]
+    assert counts["table1"] == 1
+
+
+def test_smoke_dry_run_is_one_lora_cell():
+    proc = dry_run("--configfile=config/smoke.yaml", "results/table1.csv")
+    assert proc.returncode == 0, proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == 1 and counts["evaluate"] == 1
+    assert counts["prepare_benchmark"] == 1  # GSM only
+
+
+@pytest.mark.parametrize("text, key", [
+    ("study:\n  tabel1: {}\n", "tabel1"),
+    ("evals:\n  gsm: {source: packged}\n", "packged"),
+    ("resources:\n  train: {threads: 0, mem_mb: 100, runtime: 1}\n", "threads"),
+    ("study:\n  models: [no-such-model]\n", "study.models[0]"),
+])
+def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path, text, key):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = dry_run(f"--configfile={bad}", "results/table1.csv")
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr

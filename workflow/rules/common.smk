@@ -1,0 +1,111 @@
+# Shared paths and helpers. Data flows one way:
+# config -> prepared model/data -> runs/<run>/ (train) -> evals/<run>/ -> tables and figures.
+import json
+
+import yaml
+from pathlib import Path
+
+CACHE = config["cache_dir"]
+RESULTS = config["results_dir"]
+STUDY = config["study"]
+BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
+# One run directory per (model, mixture role, method, hyperparameter tag, seed).
+RUN = "{model}/{mixture}/{method}/{hp}/seed{seed}"
+
+wildcard_constraints:
+    model="[A-Za-z0-9._-]+",
+    mixture="[A-Za-z0-9._-]+",
+    method="[A-Za-z0-9._-]+",
+    bench="|".join(BENCHMARKS),
+    seed=r"\d+",
+
+
+def model_inputs(wildcards):
+    """A packaged model is prepared once into the cache; a hub id needs no local input."""
+    entry = config["models"][wildcards.model]
+    return [] if "hub" in entry else [f"{CACHE}/models/{wildcards.model}/config.json"]
+
+
+def model_path(name):
+    entry = config["models"][name]
+    return entry["hub"] if "hub" in entry else f"{CACHE}/models/{name}"
+
+
+def mixture_spec(role):
+    """The study maps each mixture role (flan, single, mix) to a named recipe in `mixtures`."""
+    return config["mixtures"][STUDY["mixtures"][role]]
+
+
+def table_columns():
+    """(mixture role, benchmark) pairs that some table asks for."""
+    pairs = []
+    for table in ("table1", "table2"):
+        for role, benches in STUDY[table]["columns"].items():
+            pairs += [(role, b) for b in benches if (role, b) not in pairs]
+    return pairs
+
+
+def benches_for(mixture):
+    """Benchmarks a run trained on `mixture` is evaluated on; the untuned model gets them all."""
+    pairs = [(role, b) for role, b in table_columns() if not unavailable(b)]
+    if mixture == "none":
+        return sorted({b for _, b in pairs}, key=BENCHMARKS.index)
+    return [b for role, b in pairs if role == mixture]
+
+
+def rule_resources(name):
+    """Per-rule threads/memory/runtime/gpu from config, so local and slurm runs share one DAG."""
+    return config["resources"][name]
+
+
+def unavailable(bench):
+    """Why a benchmark has no data in this config (None when it has). TyDiQA ships in no package."""
+    cfg = config["evals"][bench]
+    if cfg["source"] == "path" and not cfg.get("path"):
+        return f"no {bench} data: set evals.{bench}.path"
+    if cfg["source"] == "packaged" and bench == "tydiqa":
+        return "no TyDiQA data: set evals.tydiqa.path or use the hub"
+    return None
+
+
+def planned_runs(table):
+    """{method: [(mixture role, benchmark), ...]} that this config evaluates for `table`."""
+    spec = STUDY[table]
+    pairs = [(r, b) for r, bs in spec["columns"].items() for b in bs if not unavailable(b)]
+    return {m: pairs for m in spec["methods"]}
+
+
+def table_inputs(table):
+    untuned = ("original", "original-4bit")
+    paths = set()
+    for model in STUDY["models"]:
+        for method, pairs in planned_runs(table).items():
+            for role, _ in pairs:
+                for seed in STUDY["seeds"]:
+                    mixture = "none" if method in untuned else role
+                    paths.add(f"{RESULTS}/evals/{model}/{mixture}/{method}/default/seed{seed}/index.json")
+    return sorted(paths)
+
+
+def check_references():
+    """Cross-references the schema cannot express, checked before any job starts."""
+    methods_dir = Path(workflow.basedir) / "config" / "methods"
+    errors = []
+    for i, name in enumerate(STUDY["models"]):
+        if name not in config["models"]:
+            errors.append(f"study.models[{i}]: unknown model {name!r} (known: {sorted(config['models'])})")
+    for role, recipe in STUDY["mixtures"].items():
+        if recipe not in config["mixtures"]:
+            errors.append(f"study.mixtures.{role}: unknown recipe {recipe!r} (known: {sorted(config['mixtures'])})")
+    for table in ("table1", "table2"):
+        for role in STUDY[table]["columns"]:
+            if STUDY[table]["columns"][role] and role not in STUDY["mixtures"]:
+                errors.append(f"study.{table}.columns.{role}: no recipe for role {role!r} in study.mixtures")
+        for i, method in enumerate(STUDY[table]["methods"]):
+            if method not in ("original", "original-4bit") and not (methods_dir / f"{method}.yaml").exists():
+                errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no config/methods/{method}.yaml)")
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+check_references()

@@ -1,0 +1,46 @@
+# Preparation: packaged GGUF -> HF folder, instruction mixtures, normalised benchmark files.
+
+
+rule prepare_model:
+    output:
+        f"{CACHE}/models/{{model}}/config.json",
+    params:
+        entry=lambda w: config["models"][w.model],
+    log:
+        f"{RESULTS}/logs/prepare_model/{{model}}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    script:
+        "../scripts/prepare_model.py"
+
+
+rule build_mixture:
+    output:
+        f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
+    params:
+        spec=lambda w: mixture_spec(w.mixture),
+    log:
+        f"{RESULTS}/logs/build_mixture/{{mixture}}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/build_mixture.py"
+
+
+rule prepare_benchmark:
+    output:
+        f"{RESULTS}/data/evals/{{bench}}.jsonl",
+    params:
+        cfg=lambda w: config["evals"][w.bench],
+    log:
+        f"{RESULTS}/logs/prepare_benchmark/{{bench}}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/prepare_benchmark.py"
