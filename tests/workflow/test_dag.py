@@ -29,7 +29,7 @@ def test_embedded_default_dry_run():
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
     assert counts["train"] >= 1 and counts["evaluate"] >= counts["train"]
-    assert counts["table1"] == 1
+    assert counts["method_table"] == 1
 
 
 def test_smoke_dry_run_is_one_lora_cell():
@@ -52,3 +52,13 @@ def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path, text, key):
     proc = dry_run(f"--configfile={bad}", "results/table1.csv")
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_paper_config_dry_runs_on_slurm_profile():
+    """The paper's study goes to slurm through the executor plugin (dry run: no cluster needed)."""
+    proc = dry_run("--workflow-profile", "slurm", "--configfile=config/paper.yaml",
+                   "results/table1.csv")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == 2 * 5 * 3  # 2 sizes x 5 tuned methods x 3 mixtures
+    assert "prepare_model" not in counts  # hub ids pass straight through

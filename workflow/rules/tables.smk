@@ -1,19 +1,20 @@
 # Tables from result files only: regenerating them retrains nothing.
 
 
-rule table1:
+rule method_table:
     input:
-        lambda w: table_inputs("table1"),
+        lambda w: table_inputs(w.table),
     output:
-        csv=f"{RESULTS}/table1.csv",
-        md=f"{RESULTS}/table1.md",
-        tex=f"{RESULTS}/table1.tex",
+        csv=f"{RESULTS}/{{table}}.csv",
+        md=f"{RESULTS}/{{table}}.md",
+        tex=f"{RESULTS}/{{table}}.tex",
+    wildcard_constraints:
+        table="table1|table2",
     params:
-        table="table1",
-        planned=lambda w: planned_runs("table1"),
+        planned=lambda w: planned_runs(w.table),
         unavailable=lambda w: {b: unavailable(b) for b in BENCHMARKS if unavailable(b)},
     log:
-        f"{RESULTS}/logs/table1.log",
+        f"{RESULTS}/logs/{{table}}.log",
     threads: 1
     resources:
         mem_mb=1000,

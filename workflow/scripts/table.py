@@ -6,7 +6,7 @@ from analysis import tables
 
 sm = snakemake  # noqa: F821
 to_rule_log(sm)
-name = sm.params.table
+name = sm.wildcards.table
 layout = {"table1": (tables.TABLE1_METHODS, tables.TABLE1_COLUMNS),
           "table2": (tables.TABLE2_METHODS, tables.TABLE2_COLUMNS)}[name]
 table = tables.build_table(
