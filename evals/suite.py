@@ -1,0 +1,110 @@
+"""`run_suite`: evaluate one loaded model on several prepared benchmarks in one process.
+
+Engine: lm-eval's `simple_evaluate` with one `HFLM` wrapping the already-loaded model, so the
+import and load costs are paid once. Each benchmark is one of our task YAMLs in `evals/tasks/`
+(names prefixed `spiel_`, so they never collide with lm-eval's built-ins). We load the YAML with
+lm-eval's own loader, point `dataset_kwargs.data_files` at the rendered docs of this run, and set
+the generation settings from the benchmark config; lm-eval batches, generates, filters and
+aggregates. One `simple_evaluate` call per benchmark, because batch size and seed are per benchmark.
+
+Per benchmark, writes `out_dir/<name>.json`:
+  {"benchmark", "metric", "score", "n_items", "settings", "wall_s", "samples": [...]}
+where each sample holds the item id, prompt, output(s), extracted answer and correctness.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from evals.data import benchmark_module, manifest_path
+from evals.io import read_jsonl, write_json, write_jsonl
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+
+
+def _task_config(name: str, docs_path: Path, generation: dict | None) -> dict:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = load_yaml(TASKS_DIR / f"spiel_{name}.yaml", resolve_func=True)
+    cfg["dataset_kwargs"] = {"data_files": {"test": str(docs_path)}}
+    if generation is not None:
+        cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), **generation}
+    return cfg
+
+
+def _read_manifest(name: str, items_path: Path) -> dict:
+    import json
+
+    path = manifest_path(items_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no manifest {path} beside {items_path}; "
+                                "prepare it with evals.prepare_benchmark")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _unavailable_cell(name: str, module, manifest: dict) -> dict:
+    return {"benchmark": name, "metric": module.METRIC, "score": None, "n_items": 0,
+            "note": manifest["unavailable"], "settings": {"source": manifest.get("source")},
+            "samples": []}
+
+
+def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp: Path) -> dict:
+    from lm_eval import simple_evaluate
+
+    module = benchmark_module(name)
+    manifest = _read_manifest(name, items_path)
+    if manifest.get("unavailable"):
+        return _unavailable_cell(name, module, manifest)
+    items = read_jsonl(items_path)
+    docs = module.build_docs(items, manifest["fewshot"], cfg, lm.tokenizer)
+    docs_path = tmp / f"{name}.jsonl"
+    write_jsonl(docs_path, docs)
+    generation = module.generation(cfg)
+    task_cfg = _task_config(name, docs_path, generation)
+    seed = cfg.get("seed", module.DEFAULTS["seed"])
+    lm.batch_size_per_gpu = int(cfg.get("batch_size", 1))
+    start = time.perf_counter()
+    out = simple_evaluate(model=lm, tasks=[task_cfg], task_manager=task_manager, log_samples=True,
+                          bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,
+                          torch_random_seed=seed, fewshot_random_seed=seed)
+    wall_s = time.perf_counter() - start
+    task = task_cfg["task"]
+    logged = sorted(out["samples"][task], key=lambda s: s["doc_id"])
+    samples = [{"id": s["doc"]["id"], "prompt": s["doc"]["prompt"], **s[module.METRIC]}
+               for s in logged]
+    settings = {**module.DEFAULTS, **cfg, "generation": generation, "task": task,
+                "lm_eval_version": out.get("config", {}).get("lm_eval_version")
+                or _lm_eval_version(), "items_sha256": manifest.get("items_sha256"),
+                "origin": manifest.get("origin")}
+    return {"benchmark": name, "metric": getattr(module, "metric_name", lambda _: module.METRIC)(cfg), "score": out["results"][task][f"{module.METRIC},none"],
+            "n_items": len(samples), "settings": settings, "wall_s": round(wall_s, 3),
+            "samples": samples}
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm-eval")
+
+
+def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Path],
+              out_dir: Path) -> dict[str, dict]:
+    """Evaluate `model` on each benchmark in `benchmarks` (name -> cfg) using `data` (name -> file
+    written by `prepare_benchmark`); write `out_dir/<name>.json` and return name -> that dict."""
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    missing = [n for n in benchmarks if n not in data]
+    if missing:
+        raise ValueError(f"run_suite: no prepared data for {missing}")
+    out_dir = Path(out_dir)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="spiel-evals-") as tmp:
+        for name, cfg in benchmarks.items():
+            result = _evaluate_one(lm, task_manager, name, cfg or {}, Path(data[name]), Path(tmp))
+            write_json(out_dir / f"{name}.json", result)
+            results[name] = result
+    return results
