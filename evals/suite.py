@@ -9,7 +9,11 @@ aggregates. One `simple_evaluate` call per benchmark, because batch size and see
 
 Per benchmark, writes `out_dir/<name>.json`:
   {"benchmark", "metric", "score", "n_items", "settings", "wall_s", "samples": [...]}
-where each sample holds the item id, prompt, output(s), extracted answer and correctness.
+where each sample holds the item id, prompt, output(s), extracted answer and correctness, plus
+"breakdown" (per subtask / language) where the benchmark macro-averages, and "not_evaluated"
+(subtask -> why) where a source lacks part of the benchmark (BBH offline).
+Benchmark modules may define `task_overrides(cfg)` (e.g. HumanEval's `repeats`), `metric_name(cfg)`
+and `breakdown(records)`; all other hooks are required.
 """
 from __future__ import annotations
 
@@ -23,11 +27,12 @@ from evals.io import read_jsonl, write_json, write_jsonl
 TASKS_DIR = Path(__file__).parent / "tasks"
 
 
-def _task_config(name: str, docs_path: Path, generation: dict | None) -> dict:
+def _task_config(name: str, docs_path: Path, generation: dict | None, overrides: dict) -> dict:
     from lm_eval.tasks._yaml_loader import load_yaml
 
     cfg = load_yaml(TASKS_DIR / f"spiel_{name}.yaml", resolve_func=True)
     cfg["dataset_kwargs"] = {"data_files": {"test": str(docs_path)}}
+    cfg.update(overrides)
     if generation is not None:
         cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), **generation}
     return cfg
@@ -61,7 +66,8 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     docs_path = tmp / f"{name}.jsonl"
     write_jsonl(docs_path, docs)
     generation = module.generation(cfg)
-    task_cfg = _task_config(name, docs_path, generation)
+    overrides = module.task_overrides(cfg) if hasattr(module, "task_overrides") else {}
+    task_cfg = _task_config(name, docs_path, generation, overrides)
     seed = cfg.get("seed", module.DEFAULTS["seed"])
     lm.batch_size_per_gpu = int(cfg.get("batch_size", 1))
     start = time.perf_counter()
@@ -77,9 +83,21 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
                 "lm_eval_version": out.get("config", {}).get("lm_eval_version")
                 or _lm_eval_version(), "items_sha256": manifest.get("items_sha256"),
                 "origin": manifest.get("origin")}
-    return {"benchmark": name, "metric": getattr(module, "metric_name", lambda _: module.METRIC)(cfg), "score": out["results"][task][f"{module.METRIC},none"],
-            "n_items": len(samples), "settings": settings, "wall_s": round(wall_s, 3),
-            "samples": samples}
+    records = [s[module.METRIC] for s in logged]
+    result = {"benchmark": name, "metric": getattr(module, "metric_name", lambda _: module.METRIC)(cfg),
+              "score": out["results"][task][_result_key(out["results"][task], module.METRIC)], "n_items": len(samples),
+              "settings": settings, "wall_s": round(wall_s, 3)}
+    if hasattr(module, "breakdown"):
+        result["breakdown"] = module.breakdown(records)
+    if isinstance(manifest["fewshot"], dict) and manifest["fewshot"].get("unavailable"):
+        result["not_evaluated"] = manifest["fewshot"]["unavailable"]
+    return {**result, "samples": samples}
+
+
+def _result_key(task_results: dict, metric: str) -> str:
+    """lm-eval names results "<metric>,<filter>"; our tasks have one filter each."""
+    (key,) = [k for k in task_results if k.split(",")[0] == metric and "stderr" not in k]
+    return key
 
 
 def _lm_eval_version() -> str:

