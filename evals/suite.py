@@ -17,8 +17,10 @@ and `breakdown(records)`; all other hooks are required.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from evals.data import benchmark_module, manifest_path
@@ -39,8 +41,6 @@ def _task_config(name: str, docs_path: Path, generation: dict | None, overrides:
 
 
 def _read_manifest(name: str, items_path: Path) -> dict:
-    import json
-
     path = manifest_path(items_path)
     if not path.exists():
         raise FileNotFoundError(f"{name}: no manifest {path} beside {items_path}; "
@@ -48,8 +48,12 @@ def _read_manifest(name: str, items_path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _unavailable_cell(name: str, module, manifest: dict) -> dict:
-    return {"benchmark": name, "metric": module.METRIC, "score": None, "n_items": 0,
+def _metric_name(module, cfg: dict) -> str:
+    return module.metric_name(cfg) if hasattr(module, "metric_name") else module.METRIC
+
+
+def _unavailable_cell(name: str, module, cfg: dict, manifest: dict) -> dict:
+    return {"benchmark": name, "metric": _metric_name(module, cfg), "score": None, "n_items": 0,
             "note": manifest["unavailable"], "settings": {"source": manifest.get("source")},
             "samples": []}
 
@@ -60,7 +64,7 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     module = benchmark_module(name)
     manifest = _read_manifest(name, items_path)
     if manifest.get("unavailable"):
-        return _unavailable_cell(name, module, manifest)
+        return _unavailable_cell(name, module, cfg, manifest)
     items = read_jsonl(items_path)
     docs = module.build_docs(items, manifest["fewshot"], cfg, lm.tokenizer)
     docs_path = tmp / f"{name}.jsonl"
@@ -80,13 +84,14 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     samples = [{"id": s["doc"]["id"], "prompt": s["doc"]["prompt"], **s[module.METRIC]}
                for s in logged]
     settings = {**module.DEFAULTS, **cfg, "generation": generation, "task": task,
-                "lm_eval_version": out.get("config", {}).get("lm_eval_version")
-                or _lm_eval_version(), "items_sha256": manifest.get("items_sha256"),
+                "lm_eval_version": version("lm-eval"), "items_sha256": manifest.get("items_sha256"),
                 "origin": manifest.get("origin")}
     records = [s[module.METRIC] for s in logged]
-    result = {"benchmark": name, "metric": getattr(module, "metric_name", lambda _: module.METRIC)(cfg),
-              "score": out["results"][task][_result_key(out["results"][task], module.METRIC)], "n_items": len(samples),
-              "settings": settings, "wall_s": round(wall_s, 3)}
+    task_results = out["results"][task]
+    result = {"benchmark": name, "metric": _metric_name(module, cfg),
+              "score": task_results[_result_key(task_results, module.METRIC)],
+              "n_items": len(samples), "settings": settings, "wall_s": round(wall_s, 3),
+              "wall_s_per_item": round(wall_s / max(1, len(samples)), 3)}
     if hasattr(module, "breakdown"):
         result["breakdown"] = module.breakdown(records)
     if isinstance(manifest["fewshot"], dict) and manifest["fewshot"].get("unavailable"):
@@ -98,12 +103,6 @@ def _result_key(task_results: dict, metric: str) -> str:
     """lm-eval names results "<metric>,<filter>"; our tasks have one filter each."""
     (key,) = [k for k in task_results if k.split(",")[0] == metric and "stderr" not in k]
     return key
-
-
-def _lm_eval_version() -> str:
-    from importlib.metadata import version
-
-    return version("lm-eval")
 
 
 def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Path],

@@ -102,3 +102,13 @@ def test_tiny_model_end_to_end(tmp_path, cache_dir, tiny_lm):
         assert s["prompt"].count("Question: ") == 3 and s["prompt"].endswith("\nAnswer:")
         assert "\n" not in s["output"]  # stopped at the newline
         assert s["extracted"] == gsm.extract_answer(s["output"])
+
+
+def test_written_files_are_complete_and_readable(tmp_path):
+    from evals.io import read_jsonl, write_jsonl
+
+    path = tmp_path / "x.jsonl"
+    write_jsonl(path, [{"a": 1}, {"b": "é"}])
+    assert read_jsonl(path) == [{"a": 1}, {"b": "é"}]
+    assert path.stat().st_mode & 0o044  # group/other can read, unlike mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["x.jsonl"]  # no temp file left behind
