@@ -5,7 +5,7 @@ rule method_table:
     input:
         lambda w: table_inputs(w.table),
     output:
-        csv=f"{RESULTS}/{{table}}.csv",
+        csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/method_table.rst", category="Tables"),
         md=f"{RESULTS}/{{table}}.md",
         tex=f"{RESULTS}/{{table}}.tex",
     wildcard_constraints:
