@@ -1,0 +1,144 @@
+"""The delta-gradient kernels equal the dense reference on every path, and dispatch sensibly."""
+
+import pytest
+import torch
+
+from sft import kernels
+from sft.kernels import DeltaGradPlan, delta_grad, make_plan, plan_for
+
+FORCED = [kernels.SDDMM, kernels.DENSE]
+
+
+def _reference(x, g, indices):
+    d_in, d_out = x.shape[-1], g.shape[-1]
+    dense = g.reshape(-1, d_out).double().t() @ x.reshape(-1, d_in).double()
+    return dense.flatten()[indices.long()]
+
+
+def _random_indices(shape, count, gen, dtype=torch.int64):
+    return torch.randperm(shape[0] * shape[1], generator=gen)[:count].to(dtype)
+
+
+def _inputs(n, shape, gen, dtype=torch.float32):
+    d_out, d_in = shape
+    x = torch.randn(n, d_in, generator=gen).to(dtype)
+    g = torch.randn(n, d_out, generator=gen).to(dtype)
+    return x, g
+
+
+@pytest.mark.parametrize("method", FORCED)
+@pytest.mark.parametrize(
+    "shape,density", [((24, 40), 0.01), ((40, 24), 0.05), ((64, 48), 0.2), ((17, 9), 0.6)]
+)
+def test_every_path_equals_dense_reference(method, shape, density):
+    gen = torch.Generator().manual_seed(0)
+    count = max(1, int(density * shape[0] * shape[1]))
+    indices = _random_indices(shape, count, gen)  # unsorted, as the selector produces them
+    x, g = _inputs(33, shape, gen)
+    plan = make_plan(indices, shape, method=method)
+    assert plan.method == method
+    got = delta_grad(x, g, plan)
+    assert got.dtype == torch.float32 and got.shape == (count,)
+    torch.testing.assert_close(got.double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", FORCED)
+def test_edge_cases(method):
+    gen = torch.Generator().manual_seed(1)
+    shape = (12, 10)
+    x, g = _inputs(7, shape, gen)
+    cases = {
+        "one index": torch.tensor([37]),
+        "full density": torch.randperm(120, generator=gen),
+        "sorted": torch.arange(0, 120, 7),
+        "int32": _random_indices(shape, 30, gen, torch.int32),
+        "first and last": torch.tensor([119, 0]),
+    }
+    for name, indices in cases.items():
+        got = delta_grad(x, g, make_plan(indices, shape, method=method))
+        torch.testing.assert_close(
+            got.double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4, msg=name
+        )
+
+
+def test_empty_index_set():
+    x, g = _inputs(5, (4, 3), torch.Generator().manual_seed(2))
+    plan = make_plan(torch.zeros(0, dtype=torch.int64), (4, 3))
+    assert plan.method == kernels.EMPTY
+    got = delta_grad(x, g, plan)
+    assert got.shape == (0,) and got.dtype == x.dtype
+
+
+@pytest.mark.parametrize("method", FORCED)
+def test_three_d_inputs_are_flattened_over_tokens(method):
+    gen = torch.Generator().manual_seed(3)
+    shape = (16, 8)
+    indices = _random_indices(shape, 20, gen)
+    x = torch.randn(2, 5, 8, generator=gen)
+    g = torch.randn(2, 5, 16, generator=gen)
+    got = delta_grad(x, g, make_plan(indices, shape, method=method))
+    torch.testing.assert_close(got.double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", FORCED)
+def test_bf16_inputs_return_bf16_close_to_reference(method):
+    gen = torch.Generator().manual_seed(4)
+    shape = (32, 24)
+    indices = _random_indices(shape, 50, gen)
+    x, g = _inputs(64, shape, gen, torch.bfloat16)
+    got = delta_grad(x, g, make_plan(indices, shape, method=method))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.double(), _reference(x, g, indices), rtol=2e-2, atol=5e-2)
+
+
+def test_dispatch_picks_sparse_when_sparse_and_dense_when_dense():
+    shape = (1536, 576)
+    size = shape[0] * shape[1]
+    gen = torch.Generator().manual_seed(5)
+    sparse = make_plan(_random_indices(shape, int(0.003 * size), gen), shape)
+    dense = make_plan(_random_indices(shape, int(0.5 * size), gen), shape)
+    assert sparse.method == kernels.SDDMM
+    assert dense.method == kernels.DENSE
+    assert kernels.choose_method(0, shape, torch.device("cpu")) == kernels.EMPTY
+
+
+def test_plan_is_reused_until_indices_change():
+    shape = (10, 10)
+    indices = torch.tensor([5, 3, 77])
+    plan = make_plan(indices, shape)
+    assert plan_for(indices, shape, plan) is plan
+    assert plan_for(indices, shape, plan) is plan
+    indices[0] = 6  # reselection in place
+    rebuilt = plan_for(indices, shape, plan)
+    assert rebuilt is not plan and isinstance(rebuilt, DeltaGradPlan)
+    assert plan_for(indices.clone(), shape, rebuilt) is not rebuilt  # a new tensor
+    assert plan_for(indices, (5, 20), rebuilt) is not rebuilt  # a new shape
+    x, g = _inputs(4, shape, torch.Generator().manual_seed(6))
+    torch.testing.assert_close(
+        delta_grad(x, g, rebuilt).double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    "indices,shape,error",
+    [
+        (torch.tensor([0, 100]), (10, 10), ValueError),  # out of range
+        (torch.tensor([-1]), (10, 10), ValueError),
+        (torch.tensor([3, 3]), (10, 10), ValueError),  # duplicate
+        (torch.tensor([[1, 2]]), (10, 10), ValueError),  # not flat
+        (torch.tensor([1.0]), (10, 10), TypeError),
+    ],
+)
+def test_bad_indices_raise(indices, shape, error):
+    with pytest.raises(error):
+        make_plan(indices, shape)
+
+
+def test_mismatched_inputs_raise():
+    plan = make_plan(torch.tensor([1, 2]), (4, 3))
+    with pytest.raises(ValueError, match="x must end"):
+        delta_grad(torch.zeros(5, 4), torch.zeros(5, 4), plan)
+    with pytest.raises(ValueError, match="tokens"):
+        delta_grad(torch.zeros(5, 3), torch.zeros(6, 4), plan)
+    with pytest.raises(ValueError, match="unknown"):
+        make_plan(torch.tensor([1]), (4, 3), method="magic")
