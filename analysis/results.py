@@ -26,5 +26,5 @@ def read_cell(index_path: Path, bench: str) -> Cell:
         return Cell(None, "not evaluated")
     result = json.loads((index_path.parent / index["benchmarks"][bench]).read_text())
     if result.get("score") is None:
-        return Cell(None, result.get("reason", "no score"))
+        return Cell(None, result.get("note", "no score"))
     return Cell(100.0 * result["score"], n_items=result.get("n_items"))

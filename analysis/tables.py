@@ -50,12 +50,11 @@ def _mean_cell(cells: list[Cell]) -> Cell:
 
 
 def build_table(evals_root: Path, models: list[str], methods: list[str],
-                columns: list[tuple[str, str]], planned: dict, seeds: list[int],
-                unavailable: dict[str, str]) -> pd.DataFrame:
+                columns: list[tuple[str, str]], planned: dict, seeds: list[int]) -> pd.DataFrame:
     """One row per (model, method); `planned` maps a method to the columns this config runs.
 
-    `unavailable` maps a benchmark to the reason it has no data in this config (e.g. TyDiQA
-    offline). Extra methods that the config runs but the paper's layout lacks get rows too.
+    A benchmark with no data in this config (TyDiQA offline) is still "evaluated": its result
+    file carries the reason, which lands in `notes`. Extra methods that the config runs but the paper's layout lacks get rows too.
     """
     rows = []
     for model in models:
@@ -63,9 +62,7 @@ def build_table(evals_root: Path, models: list[str], methods: list[str],
             row = {"model": model, "method": METHOD_LABELS.get(method, method)}
             reasons: dict[str, list[str]] = {}
             for role, bench in columns:
-                if bench in unavailable:
-                    cell = Cell(None, unavailable[bench])
-                elif (role, bench) not in planned.get(method, []):
+                if (role, bench) not in planned.get(method, []):
                     cell = Cell(None, "not run in this config")
                 else:
                     cell = _mean_cell([read_cell(eval_index(evals_root, model, role, method, s),

@@ -19,16 +19,19 @@ def write_eval(root, model, mixture, method, scores, status="ok"):
 
 def test_table1_real_cells_and_reasons(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.25})
+    d = tmp_path / "m" / "mix" / "lora" / "default" / "seed0"
+    (d / "tydiqa.json").write_text(json.dumps({"score": None, "note": "no TyDiQA data: set evals.tydiqa.path or use the hub"}))
+    (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json", "tydiqa": "tydiqa.json"}}))
     write_eval(tmp_path, "m", "mix", "sft-ag", {}, status="failed")
-    planned = {"lora": [("mix", "gsm")], "sft-ag": [("mix", "gsm")]}
+    planned = {"lora": [("mix", "gsm"), ("mix", "tydiqa")], "sft-ag": [("mix", "gsm")]}
     table = tables.build_table(tmp_path, ["m"], tables.TABLE1_METHODS, tables.TABLE1_COLUMNS,
-                               planned, [0], {"tydiqa": "no TyDiQA data: set evals.tydiqa.path or use the hub"})
+                               planned, [0])
     assert list(table["method"]) == ["Original", "FullFT", "(IA)3", "LoRA", "SFT-AG", "SFT-MA", "SIFT"]
     lora = table.set_index("method").loc["LoRA"]
     assert lora["mix/gsm"] == 25.0
     assert lora[["flan/mmlu", "mix/bbh"]].isna().all()
     assert "not run in this config" in lora["notes"]
-    assert "no TyDiQA data" in lora["notes"] and "flan/tydiqa, mix/tydiqa" in lora["notes"]
+    assert "no TyDiQA data: set evals.tydiqa.path or use the hub (mix/tydiqa)" in lora["notes"]
     sft = table.set_index("method").loc["SFT-AG"]
     assert pd.isna(sft["mix/gsm"]) and "failed: OOM at step 3 (mix/gsm)" in sft["notes"]
     # exactly one real number in the whole table
@@ -37,7 +40,7 @@ def test_table1_real_cells_and_reasons(tmp_path):
 
 def test_written_formats(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5})
-    table = tables.build_table(tmp_path, ["m"], ["lora"], [("mix", "gsm")], {"lora": [("mix", "gsm")]}, [0], {})
+    table = tables.build_table(tmp_path, ["m"], ["lora"], [("mix", "gsm")], {"lora": [("mix", "gsm")]}, [0])
     out = tmp_path / "t" / "table1.csv"
     tables.write_table(table, out)
     assert pd.read_csv(out).loc[0, "mix/gsm"] == 50.0
@@ -53,7 +56,7 @@ def test_mean_over_seeds_and_missing_seed(tmp_path):
         (d / "gsm.json").write_text(json.dumps({"score": score}))
         (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json"}}))
     cols = [("mix", "gsm")]
-    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1], {})
+    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9
-    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1, 2], {})
+    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1, 2])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9 and "2 of 3 seeds" in t.loc[0, "notes"]

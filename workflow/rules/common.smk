@@ -47,7 +47,7 @@ def table_columns():
 
 def benches_for(mixture):
     """Benchmarks a run trained on `mixture` is evaluated on; the untuned model gets them all."""
-    pairs = [(role, b) for role, b in table_columns() if not unavailable(b)]
+    pairs = table_columns()
     if mixture == "none":
         return sorted({b for _, b in pairs}, key=BENCHMARKS.index)
     return [b for role, b in pairs if role == mixture]
@@ -58,20 +58,10 @@ def rule_resources(name):
     return config["resources"][name]
 
 
-def unavailable(bench):
-    """Why a benchmark has no data in this config (None when it has). TyDiQA ships in no package."""
-    cfg = config["evals"][bench]
-    if cfg["source"] == "path" and not cfg.get("path"):
-        return f"no {bench} data: set evals.{bench}.path"
-    if cfg["source"] == "packaged" and bench == "tydiqa":
-        return "no TyDiQA data: set evals.tydiqa.path or use the hub"
-    return None
-
-
 def planned_runs(table):
     """{method: [(mixture role, benchmark), ...]} that this config evaluates for `table`."""
     spec = STUDY[table]
-    pairs = [(r, b) for r, bs in spec["columns"].items() for b in bs if not unavailable(b)]
+    pairs = [(r, b) for r, bs in spec["columns"].items() for b in bs]
     return {m: pairs for m in spec["methods"]}
 
 

@@ -12,7 +12,6 @@ rule method_table:
         table="table1|table2",
     params:
         planned=lambda w: planned_runs(w.table),
-        unavailable=lambda w: {b: unavailable(b) for b in BENCHMARKS if unavailable(b)},
     log:
         f"{RESULTS}/logs/{{table}}.log",
     threads: 1

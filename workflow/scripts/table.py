@@ -12,5 +12,5 @@ layout = {"table1": (tables.TABLE1_METHODS, tables.TABLE1_COLUMNS),
 table = tables.build_table(
     Path(sm.config["results_dir"]) / "evals", sm.config["study"]["models"], *layout,
     planned={m: [tuple(p) for p in pairs] for m, pairs in sm.params.planned.items()},
-    seeds=sm.config["study"]["seeds"], unavailable=sm.params.unavailable)
+    seeds=sm.config["study"]["seeds"])
 tables.write_table(table, Path(sm.output.csv))
