@@ -13,7 +13,9 @@ caller's order"; the sparse product itself is ``torch.sparse.sampled_addmm``.
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +26,19 @@ DENSE = "dense"
 EMPTY = "empty"
 METHODS = (SDDMM, DENSE, EMPTY)
 
-# Above this density the dense dW + gather beats sampled_addmm (measured by bench.kernels on
-# SmolLM2-135M shapes, 2 CPU threads; see docs/benchmarks.md).
-DENSE_ABOVE_DENSITY = 0.10
+# CPU cost model, in units of one multiply-add of the dense dW GEMM, per token (fitted to
+# bench.kernels on SmolLM2-135M shapes, 2 threads; see docs/benchmarks.md). The SDDMM pays for
+# transposing X and dY into feature-major layout (per feature) and for one dot product per
+# active entry, which runs far below GEMM speed.
+CPU_TRANSPOSE_COST = 60.0
+CPU_DOT_COST = 3.3
+
+# On CPU the SDDMM runs over chunks of this many tokens so that the transposed chunks of X and
+# dY stay in cache between the copy and the dot products (about 25% faster than one call).
+TOKEN_CHUNK = 256
+
+# sampled_addmm computes in fp32/fp64 only on CPU; other dtypes go through fp32.
+_SDDMM_DTYPES = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,11 +75,57 @@ class DeltaGradPlan:
 
 
 def choose_method(num_indices: int, shape: tuple[int, int], device: torch.device) -> str:
-    """The dispatch rule: the fastest path for this many active entries in a W of ``shape``."""
+    """The dispatch rule: the faster path for this many active entries in a W of ``shape``.
+
+    On CPU a cost model measured on this kind of machine decides; on other devices (CUDA) the
+    two paths are timed once per shape and count (:func:`calibrated_method`), since their
+    speed ratio there is nothing like the CPU's.
+    """
     if num_indices == 0:
         return EMPTY
-    density = num_indices / (shape[0] * shape[1])
-    return DENSE if density > DENSE_ABOVE_DENSITY else SDDMM
+    device = torch.device(device)
+    if device.type != "cpu":
+        return calibrated_method(num_indices, shape, device)
+    d_out, d_in = shape
+    sddmm_cost = CPU_TRANSPOSE_COST * (d_in + d_out) + CPU_DOT_COST * num_indices
+    return SDDMM if sddmm_cost < d_in * d_out else DENSE
+
+
+_CALIBRATED: dict[tuple, str] = {}
+
+
+def calibrated_method(
+    num_indices: int, shape: tuple[int, int], device: torch.device, tokens: int = 1024
+) -> str:
+    """Time both paths on random inputs of ``tokens`` tokens; cached per (device, shape, count).
+
+    Runs once per distinct layer geometry (a handful per model), not once per plan.
+    """
+    key = (str(device), tuple(shape), num_indices, tokens)
+    if key not in _CALIBRATED:
+        gen = torch.Generator().manual_seed(0)
+        size = shape[0] * shape[1]
+        indices = torch.randperm(size, generator=gen)[:num_indices].to(device)
+        x = torch.randn(tokens, shape[1], generator=gen).to(device)
+        grad_out = torch.randn(tokens, shape[0], generator=gen).to(device)
+        best = {}
+        for method in (SDDMM, DENSE):
+            plan = make_plan(indices, shape, method=method)
+            times = []
+            for _ in range(4):  # the first run warms up (allocator, library handles)
+                _synchronize(device)
+                start = time.perf_counter()
+                delta_grad(x, grad_out, plan)
+                _synchronize(device)
+                times.append(time.perf_counter() - start)
+            best[method] = min(times[1:])
+        _CALIBRATED[key] = min(best, key=best.get)
+    return _CALIBRATED[key]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _check_indices(indices: Tensor, shape: tuple[int, int]) -> None:
@@ -142,32 +200,75 @@ def _flatten_tokens(t: Tensor, width: int, name: str) -> Tensor:
     return t.reshape(-1, width)
 
 
-# sampled_addmm computes in fp32/fp64 only on CPU; other dtypes go through fp32.
-_SDDMM_DTYPES = (torch.float32, torch.float64)
-
-
 def delta_grad(x: Tensor, grad_out: Tensor, plan: DeltaGradPlan) -> Tensor:
     """``(grad_out^T @ x).flatten()[indices]`` in the caller's index order and ``x``'s dtype.
 
     ``x`` is ``(..., d_in)`` and ``grad_out`` is ``(..., d_out)``; leading dims are tokens.
     """
-    d_out, d_in = plan.shape
+    return delta_grads(x, grad_out, [plan])[0]
+
+
+def delta_grads(x: Tensor, grad_out: Tensor, plans: Sequence[DeltaGradPlan]) -> list[Tensor]:
+    """:func:`delta_grad` for several index sets of the same weight (e.g. the active deltas and
+    SFT-AG's growth candidates), sharing the transposed inputs and any dense product."""
+    if not plans:
+        return []
+    shape = plans[0].shape
+    if any(plan.shape != shape for plan in plans):
+        raise ValueError(f"all plans must share one weight shape, got {[p.shape for p in plans]}")
+    d_out, d_in = shape
     x2 = _flatten_tokens(x, d_in, "x")
     g2 = _flatten_tokens(grad_out, d_out, "grad_out")
     if x2.shape[0] != g2.shape[0]:
         raise ValueError(f"x has {x2.shape[0]} tokens but grad_out has {g2.shape[0]}")
-    if plan.method == EMPTY:
-        return x2.new_zeros(0)
-    if plan.method == DENSE:
-        dense = g2.to(x2.dtype).t() @ x2
-        return dense.reshape(-1)[plan.flat_indices]
+
+    results: list[Tensor | None] = [None] * len(plans)
+    sparse = [i for i, plan in enumerate(plans) if plan.method == SDDMM]
+    for i, values in zip(sparse, _sddmm([plans[i] for i in sparse], x2, g2)):
+        results[i] = _to_caller_order(values, plans[i]).to(x2.dtype)
+    dense = None
+    for i, plan in enumerate(plans):
+        if plan.method == EMPTY:
+            results[i] = x2.new_zeros(0)
+        elif plan.method == DENSE:
+            if dense is None:
+                dense = (g2.to(x2.dtype).t() @ x2).reshape(-1)
+            results[i] = dense[plan.flat_indices]
+    return results
+
+
+def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
+    """The sampled products in each plan's CSR order, in the compute dtype."""
+    if not plans:
+        return []
     compute = x2.dtype if x2.dtype in _SDDMM_DTYPES else torch.float32
-    mask = plan.mask if plan.mask.dtype == compute else plan.mask.to(compute)
-    values = torch.sparse.sampled_addmm(
-        mask, g2.to(compute).t(), x2.to(compute), beta=0.0
-    ).values()
-    if plan.order is not None:
-        out = torch.empty_like(values)
-        out[plan.order] = values
-        values = out
-    return values.to(x2.dtype)
+    masks = [p.mask if p.mask.dtype == compute else p.mask.to(compute) for p in plans]
+    if x2.device.type != "cpu":
+        g_t, x_c = g2.to(compute).t(), x2.to(compute)
+        return [torch.sparse.sampled_addmm(m, g_t, x_c, beta=0.0).values() for m in masks]
+    # sampled_addmm's CPU kernel dots rows of its first operand with columns of its second, so
+    # it wants dY^T and X^T contiguous; copying them chunk by chunk keeps the copies in cache.
+    tokens = x2.shape[0]
+    chunk = min(TOKEN_CHUNK, tokens)
+    g_buf = torch.empty(g2.shape[1], chunk, dtype=compute)
+    x_buf = torch.empty(x2.shape[1], chunk, dtype=compute)
+    sums = [torch.zeros(p.num_indices, dtype=compute) for p in plans]
+    for start in range(0, tokens, chunk):
+        width = min(chunk, tokens - start)
+        g_t, x_t = g_buf[:, :width], x_buf[:, :width]
+        if width < chunk:  # the short last chunk: contiguous buffers of its own width
+            g_t = torch.empty(g2.shape[1], width, dtype=compute)
+            x_t = torch.empty(x2.shape[1], width, dtype=compute)
+        g_t.copy_(g2[start : start + width].t())
+        x_t.copy_(x2[start : start + width].t())
+        for total, mask in zip(sums, masks):
+            total.add_(torch.sparse.sampled_addmm(mask, g_t, x_t.t(), beta=0.0).values())
+    return sums
+
+
+def _to_caller_order(values: Tensor, plan: DeltaGradPlan) -> Tensor:
+    if plan.order is None:
+        return values
+    out = torch.empty_like(values)
+    out[plan.order] = values
+    return out

@@ -142,3 +142,55 @@ def test_mismatched_inputs_raise():
         delta_grad(torch.zeros(5, 3), torch.zeros(6, 4), plan)
     with pytest.raises(ValueError, match="unknown"):
         make_plan(torch.tensor([1]), (4, 3), method="magic")
+
+
+@pytest.mark.parametrize("tokens", [8, 33, 40])
+def test_token_chunks_including_a_short_last_chunk(monkeypatch, tokens):
+    monkeypatch.setattr(kernels, "TOKEN_CHUNK", 8)
+    gen = torch.Generator().manual_seed(7)
+    shape = (20, 12)
+    indices = _random_indices(shape, 40, gen)
+    x, g = _inputs(tokens, shape, gen)
+    got = delta_grad(x, g, make_plan(indices, shape, method=kernels.SDDMM))
+    torch.testing.assert_close(got.double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4)
+
+
+def test_delta_grads_serves_several_index_sets_of_one_weight():
+    gen = torch.Generator().manual_seed(8)
+    shape = (30, 20)
+    sets = [_random_indices(shape, k, gen) for k in (5, 60, 1)] + [torch.zeros(0, dtype=torch.long)]
+    methods = [kernels.SDDMM, kernels.DENSE, kernels.SDDMM, None]
+    plans = [make_plan(s, shape, method=m) for s, m in zip(sets, methods)]
+    x, g = _inputs(50, shape, gen)
+    results = kernels.delta_grads(x, g, plans)
+    assert [r.shape[0] for r in results] == [5, 60, 1, 0]
+    for got, indices in zip(results, sets):
+        torch.testing.assert_close(got.double(), _reference(x, g, indices), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="share one weight shape"):
+        kernels.delta_grads(x, g, [plans[0], make_plan(torch.tensor([1]), (20, 30))])
+
+
+@pytest.mark.parametrize(
+    "shape,sparse_at,dense_at",
+    [((576, 576), 0.03, 0.5), ((192, 576), 0.01, 0.5), ((1536, 576), 0.2, 0.4)],
+)
+def test_cpu_dispatch_by_density_and_shape(shape, sparse_at, dense_at):
+    size = shape[0] * shape[1]
+    cpu = torch.device("cpu")
+    assert kernels.choose_method(int(sparse_at * size), shape, cpu) == kernels.SDDMM
+    assert kernels.choose_method(int(dense_at * size), shape, cpu) == kernels.DENSE
+    # Tiny matrices: the transposes alone cost more than the dense product.
+    assert kernels.choose_method(1, (4, 4), cpu) == kernels.DENSE
+
+
+def test_calibration_times_both_paths_once_per_geometry(monkeypatch):
+    monkeypatch.setattr(kernels, "_CALIBRATED", {})
+    calls = []
+    real = kernels.delta_grad
+    monkeypatch.setattr(kernels, "delta_grad", lambda x, g, p: calls.append(p.method) or real(x, g, p))
+    first = kernels.calibrated_method(3, (16, 8), torch.device("cpu"), tokens=32)
+    assert first in (kernels.SDDMM, kernels.DENSE)
+    assert sorted(set(calls)) == [kernels.DENSE, kernels.SDDMM]
+    count = len(calls)
+    assert kernels.calibrated_method(3, (16, 8), torch.device("cpu"), tokens=32) == first
+    assert len(calls) == count  # cached
