@@ -1,0 +1,89 @@
+"""SFT-AG's gradient-estimation phase for one weight matrix, in O(d_phi) memory.
+
+During the gamma optimizer steps before a reselection we want the long-run gradient of the
+weights that might be grown. A dense running sum would cost O(d_theta), so (paper, section
+3.2) the K = d_phi growth candidates are fixed on the first micro-batch of the phase as the
+top-K |dense gradient|, and afterwards only their K gradients are accumulated (through the
+sparse delta-gradient kernel, never a dense buffer).
+
+Two defects of the reference implementation are avoided here:
+- statistics are fp32 and the step counter a Python int, whatever the model dtype;
+- micro-batch gradients are summed into a per-optimizer-step gradient before the sum and the
+  sum of squares are updated, so with gradient accumulation the moments are at full-step scale
+  (the scale Adam sees), not shrunk by 1/accumulation.
+Under ``torch.distributed`` the dense gradient used to pick candidates and each step's
+candidate gradient are averaged over ranks, so every rank selects identically.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .distributed import all_reduce_mean_
+from .kernels import DeltaGradPlan, make_plan
+
+
+class CandidateEstimator:
+    """Growth candidates of one matrix and their gradient statistics over one phase."""
+
+    def __init__(self, num_candidates: int, shape: tuple[int, int], index_dtype: torch.dtype):
+        self.num_candidates = num_candidates
+        self.shape = shape
+        self.index_dtype = index_dtype
+        self.candidates: Tensor | None = None
+        self.plan: DeltaGradPlan | None = None
+        self._step_grad: Tensor | None = None
+        self._observed_this_step = False
+        self.grad_sum: Tensor | None = None
+        self.grad_sq_sum: Tensor | None = None
+        self.num_steps = 0
+
+    @property
+    def needs_dense_gradient(self) -> bool:
+        """True until the candidates are picked, i.e. on the phase's first micro-batch."""
+        return self.candidates is None
+
+    @torch.no_grad()
+    def observe_dense(self, dense_grad: Tensor) -> None:
+        """Pick the top-K |gradient| entries of ``dense_grad`` (d_out, d_in) as candidates and
+        record their gradient. ``dense_grad`` is averaged over ranks in place first."""
+        flat = all_reduce_mean_(dense_grad.float()).reshape(-1)
+        k = min(self.num_candidates, flat.numel())
+        picked = torch.topk(flat.abs(), k, sorted=False).indices
+        picked = torch.sort(picked).values  # sorted: deterministic, and cheapest for the kernel
+        self.candidates = picked.to(self.index_dtype)
+        self.plan = make_plan(self.candidates, self.shape)
+        zeros = torch.zeros(k, dtype=torch.float32, device=flat.device)
+        self._step_grad = flat[picked].clone()
+        self.grad_sum, self.grad_sq_sum = zeros, zeros.clone()
+        self._observed_this_step = True
+
+    @torch.no_grad()
+    def observe(self, candidate_grad: Tensor) -> None:
+        """Add one micro-batch's gradient at the candidates (from the sparse kernel)."""
+        self._step_grad.add_(candidate_grad.float())
+        self._observed_this_step = True
+
+    @torch.no_grad()
+    def end_step(self) -> None:
+        """Fold the finished optimizer step's gradient into the sums (after averaging it over
+        ranks). A step in which this matrix got no gradient is not counted."""
+        if not self._observed_this_step:
+            return
+        step_grad = all_reduce_mean_(self._step_grad)
+        self.grad_sum.add_(step_grad)
+        self.grad_sq_sum.addcmul_(step_grad, step_grad)
+        self.num_steps += 1
+        step_grad.zero_()
+        self._observed_this_step = False
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Per-candidate mean gradient and mean squared gradient over the phase's steps."""
+        if self.num_steps == 0:
+            raise RuntimeError("no optimizer step was observed in this estimation phase")
+        return self.grad_sum / self.num_steps, self.grad_sq_sum / self.num_steps
+
+    def state_bytes(self) -> int:
+        tensors = (self.candidates, self._step_grad, self.grad_sum, self.grad_sq_sum)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)

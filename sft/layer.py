@@ -1,0 +1,181 @@
+"""`SftLinear`: a frozen linear layer plus a trainable sparse delta, y = x (W + Delta)^T + b.
+
+Delta is held as flat row-major ``indices`` into W (d_out, d_in) and their ``values`` (the
+paper's eta and phi); only ``values`` is a trainable parameter. The custom autograd function
+builds W + scatter(values) transiently for the matmul and frees it: nothing the size of W is
+kept for the backward, which rebuilds it for the input gradient (cheap next to the matmul, see
+PERF-NOTES). The values' gradient comes from the sparse delta-gradient kernel
+(``sft.kernels.delta_grad``, an SDDMM); the dense dW = grad_out^T x is formed only on the
+first micro-batch of an SFT-AG estimation phase, where the growth candidates are the top-K
+of it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base_weights import base_dtype, dense_weight
+from .estimation import CandidateEstimator
+from .kernels import DeltaGradPlan, delta_grad, plan_for
+from .targets import weight_shape
+
+
+def index_dtype_for(numel: int) -> torch.dtype:
+    """int32 indices while they fit (half the memory), int64 beyond 2^31 entries."""
+    return torch.int32 if numel < 2**31 else torch.int64
+
+
+def random_subset(numel: int, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` distinct sorted integers from [0, numel), without an O(numel) buffer when the
+    subset is small (a randperm of a 7b MLP matrix alone would be 360 MB)."""
+    if count > numel // 4:
+        return torch.sort(torch.randperm(numel, generator=generator)[:count]).values
+    chosen = torch.empty(0, dtype=torch.int64)
+    while chosen.numel() < count:
+        draw = torch.randint(numel, (count - chosen.numel() + count // 16 + 8,), generator=generator)
+        merged = torch.unique(torch.cat([chosen, draw]))
+        if merged.numel() > count:  # drop a random surplus, not the largest values
+            keep = torch.randperm(merged.numel(), generator=generator)[:count]
+            merged = torch.sort(merged[keep]).values
+        chosen = merged
+    return chosen
+
+
+def scatter_delta(weight: Tensor, indices: Tensor, values: Tensor) -> Tensor:
+    """``weight`` (modified in place) + scatter(indices, values), in ``weight``'s dtype."""
+    weight.view(-1).index_add_(0, indices.long(), values.to(weight.dtype))
+    return weight
+
+
+class _SparseDeltaLinear(torch.autograd.Function):
+    """x (W + Delta)^T without a bias; gradients for x and for the delta values only."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, values: Tensor, indices: Tensor, layer: "SftLinear") -> Tensor:
+        out = F.linear(x, layer.merged_weight(x.dtype, values, indices))
+        ctx.layer = layer
+        ctx.plan = layer.delta_grad_plan()
+        ctx.estimator = layer.estimator
+        ctx.save_for_backward(x, values, indices)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, values, indices = ctx.saved_tensors
+        grad_x = grad_values = None
+        if ctx.needs_input_grad[0]:
+            weight = ctx.layer.merged_weight(grad_out.dtype, values, indices)
+            grad_x = (grad_out @ weight).to(x.dtype)
+            del weight
+        if ctx.needs_input_grad[1]:
+            estimator: CandidateEstimator | None = ctx.estimator
+            if estimator is not None and estimator.needs_dense_gradient:
+                d_in, d_out = x.shape[-1], grad_out.shape[-1]
+                dense = grad_out.reshape(-1, d_out).t().to(x.dtype) @ x.reshape(-1, d_in)
+                grad_values = dense.reshape(-1)[indices.long()]
+                estimator.observe_dense(dense)
+                del dense
+            else:
+                grad_values = delta_grad(x, grad_out, ctx.plan)
+                if estimator is not None:
+                    estimator.observe(delta_grad(x, grad_out, estimator.plan))
+            grad_values = grad_values.to(values.dtype)
+        return grad_x, grad_values, None, None
+
+
+class SftLinear(nn.Module):
+    """Wraps ``base_layer`` (``nn.Linear`` or bitsandbytes ``Linear4bit``), which stays frozen
+    and untouched, and adds a sparse delta of ``num_active`` entries.
+
+    Buffers: ``indices`` (flat, row-major into the (d_out, d_in) weight) and ``grown_at`` (the
+    reselection iteration at which each entry was last grown; 0 = the random initial set).
+    Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an SFT-AG
+    gradient-estimation phase.
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        indices: Tensor,
+        values: Tensor,
+        grown_at: Tensor | None = None,
+    ):
+        super().__init__()
+        self.base_layer = base_layer
+        self.shape = weight_shape(base_layer)
+        numel = self.shape[0] * self.shape[1]
+        if indices.dim() != 1 or indices.shape != values.shape:
+            raise ValueError(
+                f"indices {tuple(indices.shape)} and values {tuple(values.shape)} must be 1-D "
+                "and of equal length"
+            )
+        device = base_layer.weight.device
+        self.register_buffer("indices", indices.to(device=device, dtype=index_dtype_for(numel)))
+        if grown_at is None:
+            grown_at = torch.zeros(indices.shape, dtype=torch.int32)
+        self.register_buffer("grown_at", grown_at.to(device=device, dtype=torch.int32))
+        self.values = nn.Parameter(values.to(device))
+        # Lets SftSM3 find this layer's geometry from the parameter alone.
+        self.values.sft_layer = self
+        self.estimator: CandidateEstimator | None = None
+        self._plan: DeltaGradPlan | None = None
+
+    @classmethod
+    def with_random_indices(
+        cls, base_layer: nn.Linear, num_active: int, dtype: torch.dtype, generator: torch.Generator
+    ) -> "SftLinear":
+        """Paper init: values 0 at a random subset of positions."""
+        d_out, d_in = weight_shape(base_layer)
+        indices = random_subset(d_out * d_in, num_active, generator)
+        return cls(base_layer, indices, torch.zeros(num_active, dtype=dtype))
+
+    @property
+    def num_active(self) -> int:
+        return self.indices.numel()
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, num_active={self.num_active}, dtype={self.values.dtype}"
+
+    def delta_grad_plan(self) -> DeltaGradPlan:
+        """The kernel's plan for the current index set (rebuilt only when indices change)."""
+        self._plan = plan_for(self.indices, self.shape, self._plan)
+        return self._plan
+
+    def merged_weight(
+        self, dtype: torch.dtype, values: Tensor | None = None, indices: Tensor | None = None
+    ) -> Tensor:
+        """A new tensor W + Delta in ``dtype`` (the base weight itself is never modified)."""
+        weight, fresh = dense_weight(self.base_layer)
+        if fresh and weight.dtype == dtype:
+            merged = weight
+        else:
+            merged = weight.detach().to(dtype, copy=True)
+        values = self.values if values is None else values
+        indices = self.indices if indices is None else indices
+        return scatter_delta(merged, indices, values.detach())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and self.values.requires_grad:
+            out = _SparseDeltaLinear.apply(x, self.values, self.indices, self)
+        else:
+            out = F.linear(x, self.merged_weight(x.dtype))
+        bias = self.base_layer.bias
+        return out if bias is None else out + bias.to(out.dtype)
+
+    def delta_dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Delta as a dense (d_out, d_in) matrix (for merging and inspection only)."""
+        dense = torch.zeros(self.shape, dtype=dtype, device=self.indices.device)
+        return scatter_delta(dense, self.indices, self.values.detach())
+
+    def state_bytes(self) -> int:
+        """Bytes this layer keeps beyond the frozen base layer."""
+        tensors = [self.indices, self.grown_at, self.values]
+        total = sum(t.numel() * t.element_size() for t in tensors)
+        return total + (self.estimator.state_bytes() if self.estimator is not None else 0)
+
+
+def base_compute_dtype(layer: SftLinear) -> torch.dtype:
+    """The dtype the frozen weight has once dequantized (what merges are computed in)."""
+    return base_dtype(layer.base_layer)

@@ -1,0 +1,253 @@
+"""`SftModel`: a base model whose targeted linear layers carry sparse deltas.
+
+It forwards calls (and unknown attributes, e.g. ``generate``, ``config``) to the base model,
+freezes every base parameter, and saves / loads only the deltas (indices, values, and the
+iteration each index was last grown) as safetensors plus the ``SftConfig`` JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .base_weights import dense_weight, replace_weight
+from .config import CONFIG_NAME, SftConfig
+from .layer import SftLinear
+from .targets import allocate_budget, find_target_linears, weight_shape
+
+WEIGHTS_NAME = "sft_model.safetensors"
+FORMAT = "spiel-sft"
+FORMAT_VERSION = "1"
+FIELDS = ("indices", "values", "grown_at", "shape")
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+def _logical_numel(param: Tensor) -> int:
+    """Parameters a tensor stands for: a packed 4-bit weight holds two per byte."""
+    if type(param).__name__ == "Params4bit":
+        return param.numel() * 2
+    return param.numel()
+
+
+class SftModel(nn.Module):
+    """Use :func:`get_sft_model` to create one, :meth:`from_pretrained` to load one."""
+
+    def __init__(self, model: nn.Module, config: SftConfig,
+                 deltas: dict[str, tuple[Tensor, Tensor, Tensor]] | None = None,
+                 trainable: bool = True):
+        super().__init__()
+        self.base_model = model
+        self.sft_config = config
+        self.num_reselections = 0
+        for param in model.parameters():
+            param.requires_grad_(False)
+        if deltas is None:
+            self._add_random_deltas(config)
+        else:
+            self._add_given_deltas(deltas)
+        for _, layer in self.sft_layers():
+            layer.values.requires_grad_(trainable)
+
+    def _add_random_deltas(self, config: SftConfig) -> None:
+        targets = list(find_target_linears(self.base_model, config.target_modules))
+        sizes = [d_out * d_in for _, lin in targets for d_out, d_in in [weight_shape(lin)]]
+        counts = allocate_budget(sizes, config.density, config.num_tunable_weights)
+        generator = torch.Generator().manual_seed(config.seed)  # same sets on every rank
+        for (name, linear), count in zip(targets, counts):
+            layer = SftLinear.with_random_indices(linear, count, config.torch_delta_dtype, generator)
+            _set_submodule(self.base_model, name, layer)
+
+    def _add_given_deltas(self, deltas: dict[str, tuple[Tensor, Tensor, Tensor]]) -> None:
+        for name, (indices, values, grown_at) in deltas.items():
+            _set_submodule(self.base_model, name,
+                           SftLinear(self.base_model.get_submodule(name), indices, values, grown_at))
+
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model":
+                raise
+            return getattr(self.base_model, name)
+
+    def sft_layers(self) -> Iterator[tuple[str, SftLinear]]:
+        """``(name inside the base model, layer)`` for every sparse-delta layer."""
+        for name, module in self.base_model.named_modules():
+            if isinstance(module, SftLinear):
+                yield name, module
+
+    @property
+    def trainable_parameters_groups(self) -> list[dict]:
+        """Optimizer parameter groups: the delta values (the only trainable tensors)."""
+        return [{"params": [layer.values for _, layer in self.sft_layers()
+                            if layer.values.requires_grad]}]
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, all)`` parameter counts, 4-bit weights counted unpacked."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(_logical_numel(p) for p in self.parameters())
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
+              f"trainable%: {100 * trainable / total:.4f}")
+
+    def sft_state_bytes(self) -> int:
+        """Bytes of every persistent SFT tensor (indices, values, ages, estimation stats)."""
+        return sum(layer.state_bytes() for _, layer in self.sft_layers())
+
+    # ---- saving and loading ------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``sft_model.safetensors`` (per layer: indices, values, grown_at, shape) and
+        ``sft_config.json`` into ``save_directory``; both atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        for name, layer in self.sft_layers():
+            tensors[f"{name}.indices"] = layer.indices.detach().cpu().contiguous()
+            tensors[f"{name}.values"] = layer.values.detach().cpu().contiguous()
+            tensors[f"{name}.grown_at"] = layer.grown_at.detach().cpu().contiguous()
+            tensors[f"{name}.shape"] = torch.tensor(layer.shape, dtype=torch.int64)
+        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "num_reselections": str(self.num_reselections)}
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+            os.replace(tmp, directory / WEIGHTS_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.sft_config.save(directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, paths: str | os.PathLike | Sequence,
+                        is_trainable: bool = False) -> "SftModel":
+        """Apply saved SFT(s) to ``model``. Several directories compose additively
+        (W + Delta_1 + Delta_2 + ...: union of indices, values summed where they overlap);
+        the config of the first is kept. Only a single SFT can be loaded ``is_trainable``."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise ValueError("from_pretrained needs at least one SFT directory")
+        if is_trainable and len(paths) > 1:
+            raise ValueError("a composition of several SFTs cannot be loaded trainable")
+        config = SftConfig.load(paths[0] / CONFIG_NAME)
+        loaded = [read_deltas(p / WEIGHTS_NAME, model) for p in paths]
+        deltas = loaded[0][0] if len(loaded) == 1 else compose_deltas([d for d, _ in loaded])
+        sft = cls(model, config, deltas=deltas, trainable=is_trainable)
+        sft.num_reselections = loaded[0][1]
+        if is_trainable:
+            for _, layer in sft.sft_layers():
+                layer.values.data = layer.values.data.to(config.torch_delta_dtype)
+        return sft
+
+    # ---- leaving the SFT ---------------------------------------------------------------
+
+    def _restore(self, merge: bool) -> nn.Module:
+        for name, layer in list(self.sft_layers()):
+            base = layer.base_layer
+            if merge:
+                with torch.no_grad():
+                    weight, _ = dense_weight(base)
+                    merged = weight.float() + layer.delta_dense(torch.float32)
+                    replace_weight(base, merged.to(weight.dtype))
+            _set_submodule(self.base_model, name, base)
+        return self.base_model
+
+    def merge_and_unload(self) -> nn.Module:
+        """The base model with W <- W + Delta in every layer (re-quantized if 4-bit)."""
+        return self._restore(merge=True)
+
+    def unload(self) -> nn.Module:
+        """The base model as it was, deltas discarded."""
+        return self._restore(merge=False)
+
+
+def get_sft_model(model: nn.Module, config: SftConfig) -> SftModel:
+    """Freeze ``model`` and give each targeted linear layer a sparse delta (values 0 at a
+    random index set), so the output is initially identical to the base model's."""
+    return SftModel(model, config)
+
+
+def read_deltas(path: Path, model: nn.Module) -> tuple[dict[str, tuple[Tensor, Tensor, Tensor]], int]:
+    """Read and check a saved SFT against ``model``: ``({layer: (indices, values, grown_at)},
+    num_reselections)``. Raises ``ValueError`` naming the file and key on any mismatch."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no SFT weights at {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a {FORMAT} file (metadata {metadata})")
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    layers: dict[str, dict[str, Tensor]] = {}
+    for key, tensor in tensors.items():
+        name, _, field = key.rpartition(".")
+        if field not in FIELDS or not name:
+            raise ValueError(f"{path}: unexpected key {key!r}")
+        layers.setdefault(name, {})[field] = tensor
+    deltas = {}
+    for name, fields in layers.items():
+        missing = [f for f in FIELDS if f not in fields]
+        if missing:
+            raise ValueError(f"{path}: layer {name!r} lacks {missing}")
+        try:
+            linear = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"{path}: key {name!r} names no module of {type(model).__name__}") from None
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{path}: {name!r} is a {type(linear).__name__}, not a linear layer")
+        shape = tuple(int(s) for s in fields["shape"].tolist())
+        if shape != weight_shape(linear):
+            raise ValueError(f"{path}: {name}.shape is {shape} but the model's weight is "
+                             f"{weight_shape(linear)}")
+        indices, values, grown_at = fields["indices"], fields["values"], fields["grown_at"]
+        if not (indices.dim() == 1 and indices.shape == values.shape == grown_at.shape):
+            raise ValueError(f"{path}: {name}: indices, values and grown_at differ in shape")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= shape[0] * shape[1]):
+            raise ValueError(f"{path}: {name}.indices out of range for shape {shape}")
+        if torch.unique(indices).numel() != indices.numel():
+            raise ValueError(f"{path}: {name}.indices are not unique")
+        deltas[name] = (indices, values, grown_at)
+    return deltas, int(metadata.get("num_reselections", "0"))
+
+
+def compose_deltas(all_deltas: list[dict[str, tuple[Tensor, Tensor, Tensor]]]
+                   ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    """Sum several SFTs: per layer, the union of indices with values added (in fp32)."""
+    names = []
+    for deltas in all_deltas:
+        names += [n for n in deltas if n not in names]
+    composed = {}
+    for name in names:
+        parts = [d[name] for d in all_deltas if name in d]
+        indices = torch.cat([p[0].long() for p in parts])
+        values = torch.cat([p[1].float() for p in parts])
+        grown_at = torch.cat([p[2].int() for p in parts])
+        union, inverse = torch.unique(indices, return_inverse=True)
+        summed = torch.zeros(union.numel(), dtype=torch.float32).index_add_(0, inverse, values)
+        latest = torch.zeros(union.numel(), dtype=torch.int32).scatter_reduce_(
+            0, inverse, grown_at, reduce="amax", include_self=False)
+        composed[name] = (union, summed, latest)
+    return composed

@@ -1,0 +1,223 @@
+"""`SftSelector`: SpIEL's drop-and-grow reselection of the tuned index sets.
+
+Timeline (S = ``reselection_steps``, gamma = ``accumulation_steps``, T = total optimizer
+steps): reselections happen after optimizer steps t = gamma, gamma + S, gamma + 2S, ... while
+t < T. The first one replaces every index (the random init carries no information); later ones
+replace k(t) = alpha (T - t) / T d_phi per matrix (or alpha (1 + cos(pi t / T)) / 2 d_phi).
+
+- DROP: the k active entries with the smallest |delta|; their values return to exactly 0
+  (the pretrained weight) and their optimizer state is cleared.
+- GROW, SFT-AG: during the gamma steps before t the layers accumulate gradients of K = d_phi
+  candidates (:mod:`sft.estimation`); grow the top-k |mean gradient| among candidates not
+  still active, and seed Adam's moments and per-weight age from the phase's statistics.
+- GROW, SFT-MA: rank every inactive position (i, j) by SM3's row_i * col_j (equivalent to the
+  paper's (row_i col_j)^(1/4)), in row chunks so no dense score matrix is ever built.
+
+Each grown entry records the reselection iteration (1, 2, ...) in ``grown_at`` (Figure 3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .estimation import CandidateEstimator
+from .layer import SftLinear
+from .optim import GrowthSeed, SftSM3, unwrap_optimizer
+
+# Scores of at most this many positions exist at once while ranking SFT-MA growth.
+MA_CHUNK_ELEMENTS = 1 << 20
+
+
+def replacement_count(num_active: int, step: int, total_steps: int, rate: float,
+                      schedule: str, first: bool) -> int:
+    """k(t): how many entries of a matrix with ``num_active`` entries change at ``step``."""
+    if first:
+        return num_active
+    if schedule == "linear":
+        fraction = (total_steps - step) / total_steps
+    elif schedule == "cosine":
+        fraction = (1.0 + math.cos(math.pi * step / total_steps)) / 2.0
+    else:
+        raise ValueError(f"unknown reselection schedule {schedule!r}")
+    return max(0, min(num_active, int(rate * fraction * num_active)))
+
+
+def smallest_magnitude_positions(values: Tensor, k: int) -> Tensor:
+    """Positions of the ``k`` values closest to 0 (changed least from pretrained)."""
+    return torch.topk(values.detach().float().abs(), k, largest=False, sorted=False).indices
+
+
+def top_outer_product(row: Tensor, col: Tensor, k: int, excluded: Tensor,
+                      chunk_elements: int = MA_CHUNK_ELEMENTS) -> Tensor:
+    """Flat indices of the ``k`` largest row_i * col_j over positions not in ``excluded``
+    (sorted flat indices), scanning blocks of rows so that at most ``chunk_elements`` scores
+    exist at a time. Hand-written: no library ranks a rank-1 matrix without materialising it."""
+    d_out, d_in = row.numel(), col.numel()
+    rows_per_chunk = max(1, chunk_elements // d_in)
+    excluded = excluded.long()
+    best_scores = torch.empty(0, dtype=torch.float32, device=row.device)
+    best_index = torch.empty(0, dtype=torch.long, device=row.device)
+    for start in range(0, d_out, rows_per_chunk):
+        stop = min(d_out, start + rows_per_chunk)
+        scores = torch.outer(row[start:stop].float(), col.float()).reshape(-1)
+        lo, hi = start * d_in, stop * d_in
+        first, last = torch.searchsorted(excluded, torch.tensor([lo, hi], device=row.device))
+        scores[excluded[first:last] - lo] = -math.inf
+        top = torch.topk(scores, min(k, scores.numel()), sorted=False)
+        best_scores = torch.cat([best_scores, top.values])
+        best_index = torch.cat([best_index, top.indices + lo])
+        if best_scores.numel() > k:
+            keep = torch.topk(best_scores, k, sorted=False).indices
+            best_scores, best_index = best_scores[keep], best_index[keep]
+    if bool(torch.isinf(best_scores).any()):
+        raise RuntimeError("fewer inactive positions than entries to grow")
+    return best_index
+
+
+class SftSelector:
+    """Drives reselection: call :meth:`step` after every optimizer step.
+
+    ``SftSelector(sft_model, optimizer, total_steps)``; ``optimizer`` is an :class:`SftAdamW`
+    or :class:`SftSM3` (possibly wrapped, e.g. by accelerate) and ``total_steps`` the number of
+    optimizer steps of the run (T in the schedule). Both may be left ``None`` and given later
+    with :meth:`bind`, which :class:`sft.SftTrainerCallback` does from the Trainer.
+
+    With gradient accumulation, call :meth:`step` once per optimizer step, not per micro-batch:
+    candidate gradients of the micro-batches are summed into one step gradient.
+    """
+
+    def __init__(self, model, optimizer=None, total_steps: int | None = None):
+        self.model = model
+        self.config = model.sft_config
+        self.optimizer = None
+        self.total_steps = None
+        self.completed_steps = 0
+        self.next_reselection = self.config.accumulation_steps
+        self.last_replaced: dict[str, int] = {}
+        self.bind(optimizer, total_steps)
+
+    def bind(self, optimizer=None, total_steps: int | None = None) -> None:
+        """Attach the optimizer and/or the run length (each only if not already set)."""
+        if optimizer is not None and self.optimizer is None:
+            optimizer = unwrap_optimizer(optimizer)
+            if self.config.selection == "ma" and not isinstance(optimizer, SftSM3):
+                raise TypeError(
+                    "SFT-MA ranks growth by SM3's accumulators: use SftSM3, got "
+                    f"{type(optimizer).__name__}"
+                )
+            self.optimizer = optimizer
+        if total_steps is not None and self.total_steps is None:
+            if int(total_steps) < 1:
+                raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
+            self.total_steps = int(total_steps)
+            self._maybe_begin_estimation()
+
+    @property
+    def num_reselections(self) -> int:
+        """Reselections so far (kept on the model, so it is saved with it)."""
+        return self.model.num_reselections
+
+    def _layers(self):
+        return list(self.model.sft_layers())
+
+    @property
+    def estimating(self) -> bool:
+        return any(layer.estimator is not None for _, layer in self._layers())
+
+    def _maybe_begin_estimation(self) -> None:
+        """Start SFT-AG's gradient-estimation phase if the next reselection is gamma steps
+        away and will happen."""
+        if self.config.selection != "ag" or self.estimating:
+            return
+        if self.completed_steps != self.next_reselection - self.config.accumulation_steps:
+            return
+        if not self._will_reselect(self.next_reselection):
+            return
+        for _, layer in self._layers():
+            layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype)
+
+    def _will_reselect(self, step: int) -> bool:
+        return step == self.config.accumulation_steps or step < self.total_steps
+
+    def step(self) -> None:
+        """Advance one optimizer step; reselect when the schedule says so."""
+        if self.optimizer is None or self.total_steps is None:
+            raise RuntimeError(
+                "SftSelector.step() needs the optimizer and total_steps: pass them to the "
+                "constructor or to bind() (SftTrainerCallback does this at train begin)"
+            )
+        self.completed_steps += 1
+        layers = self._layers()
+        for _, layer in layers:
+            if layer.estimator is not None:
+                layer.estimator.end_step()
+        if self.completed_steps == self.next_reselection:
+            if self._will_reselect(self.completed_steps):
+                self.reselect()
+            for _, layer in layers:
+                layer.estimator = None
+            self.next_reselection += self.config.reselection_steps
+        self._maybe_begin_estimation()
+
+    @torch.no_grad()
+    def reselect(self) -> None:
+        """Drop and grow in every layer now (normally called by :meth:`step`)."""
+        first = self.num_reselections == 0
+        self.model.num_reselections += 1
+        self.last_replaced = {}
+        for name, layer in self._layers():
+            k = replacement_count(layer.num_active, self.completed_steps, self.total_steps,
+                                  self.config.initial_reselection_rate, self.config.schedule,
+                                  first)
+            if k == 0:
+                continue
+            if self.config.selection == "ag":
+                replaced = self._reselect_ag(layer, k)
+            else:
+                replaced = self._reselect_ma(layer, k)
+            self.last_replaced[name] = replaced
+
+    def _replace(self, layer: SftLinear, positions: Tensor, grown: Tensor,
+                 seed: GrowthSeed | None) -> int:
+        layer.indices[positions] = grown.to(layer.indices.dtype)
+        layer.values[positions] = 0
+        layer.grown_at[positions] = self.num_reselections
+        if layer.values.grad is not None:
+            layer.values.grad[positions] = 0
+        self.optimizer.reset_state(layer.values, positions, seed)
+        return positions.numel()
+
+    def _reselect_ag(self, layer: SftLinear, k: int) -> int:
+        estimator = layer.estimator
+        if estimator is None or estimator.num_steps == 0:
+            return 0  # this layer saw no gradient in the phase: keep its set
+        dropped = smallest_magnitude_positions(layer.values, k)
+        keep = torch.ones(layer.num_active, dtype=torch.bool, device=dropped.device)
+        keep[dropped] = False
+        still_active = layer.indices[keep]
+        mean_grad, mean_sq_grad = estimator.moments()
+        score = mean_grad.abs()
+        score[torch.isin(estimator.candidates, still_active)] = -math.inf
+        chosen = torch.topk(score, k, sorted=False).indices
+        seed = GrowthSeed(mean_grad[chosen], mean_sq_grad[chosen], estimator.num_steps)
+        return self._replace(layer, dropped, estimator.candidates[chosen], seed)
+
+    def _reselect_ma(self, layer: SftLinear, k: int) -> int:
+        dropped = smallest_magnitude_positions(layer.values, k)
+        row_acc, col_acc = self.optimizer.accumulators(layer.values)
+        numel = layer.shape[0] * layer.shape[1]
+        # Exclude every currently active index, dropped ones included: their rows and columns
+        # score high merely for holding active entries, so they would be regrown at once.
+        # Only when that leaves too few positions, just-dropped ones are allowed back.
+        if numel - layer.num_active >= k:
+            excluded = layer.indices
+        else:
+            keep = torch.ones(layer.num_active, dtype=torch.bool, device=dropped.device)
+            keep[dropped] = False
+            excluded = layer.indices[keep]
+        grown = top_outer_product(row_acc, col_acc, k, torch.sort(excluded.long()).values)
+        return self._replace(layer, dropped, grown, None)
+

@@ -1,0 +1,27 @@
+"""Tiny Llama models built from a config (no downloads) and a seeded token batch."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+VOCAB = 256
+
+
+def tiny_llama(seed: int = 0, hidden: int = 64, intermediate: int = 128, layers: int = 2,
+               dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         vocab_size=VOCAB, max_position_embeddings=64)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def token_batch(seed: int, batch: int = 4, length: int = 12) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, VOCAB, (batch, length), generator=generator)
+
+
+@pytest.fixture
+def model():
+    return tiny_llama()

@@ -1,0 +1,103 @@
+"""SftLinear and its autograd function: exact forward, exact gradients, no change to W."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sft.layer import SftLinear, random_subset
+from sft.estimation import CandidateEstimator
+
+
+def _layer(d_out=24, d_in=16, n=40, bias=True, seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    base = nn.Linear(d_in, d_out, bias=bias).to(dtype).requires_grad_(False)
+    layer = SftLinear.with_random_indices(base, n, torch.float32, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        layer.values.normal_()
+    return layer
+
+
+def _dense_reference(layer, x):
+    """W' as a dense leaf so autograd gives the full dW to compare against."""
+    w = (layer.base_layer.weight.detach().float() + layer.delta_dense()).requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(True)
+    out = torch.nn.functional.linear(xr, w, layer.base_layer.bias)
+    return out, w, xr
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_forward_and_gradients_match_dense(bias):
+    layer = _layer(bias=bias)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    out = layer(x)
+    ref, w, xr = _dense_reference(layer, x)
+    torch.testing.assert_close(out, ref)
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    ref.backward(upstream)
+    torch.testing.assert_close(x.grad, xr.grad)
+    expected = w.grad.reshape(-1)[layer.indices.long()]
+    torch.testing.assert_close(layer.values.grad, expected)
+    assert layer.base_layer.weight.grad is None
+
+
+def test_base_weight_untouched_and_frozen():
+    layer = _layer()
+    before = layer.base_layer.weight.detach().clone()
+    layer(torch.randn(4, 16)).sum().backward()
+    assert torch.equal(layer.base_layer.weight, before)
+    assert not layer.base_layer.weight.requires_grad
+
+
+def test_no_copy_of_w_saved_for_backward():
+    layer = _layer(d_out=64, d_in=48, n=30)
+    x = torch.randn(2, 48, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        layer(x)
+    w_size = 64 * 48
+    assert all(t.numel() != w_size for t in saved), [tuple(t.shape) for t in saved]
+
+
+def test_estimation_dense_first_then_sparse_candidates():
+    layer = _layer(d_out=20, d_in=10, n=15)
+    layer.estimator = CandidateEstimator(15, layer.shape, layer.indices.dtype)
+    xs = [torch.randn(6, 10) for _ in range(3)]
+    dense_sum = torch.zeros(20, 10)
+    for i, x in enumerate(xs):
+        out = layer(x)
+        g = torch.randn_like(out)
+        out.backward(g)
+        dense = g.t() @ x
+        if i == 0:
+            top = torch.topk(dense.reshape(-1).abs(), 15).indices
+            assert set(layer.estimator.candidates.tolist()) == set(top.tolist())
+        dense_sum += dense
+    layer.estimator.end_step()
+    mean, mean_sq = layer.estimator.moments()
+    cand = layer.estimator.candidates.long()
+    torch.testing.assert_close(mean, dense_sum.reshape(-1)[cand])
+    torch.testing.assert_close(mean_sq, dense_sum.reshape(-1)[cand] ** 2)
+    assert mean.dtype == torch.float32 and layer.estimator.num_steps == 1
+
+
+def test_bf16_model_statistics_stay_fp32():
+    layer = _layer(dtype=torch.bfloat16)
+    layer.values.data = layer.values.data.to(torch.bfloat16)
+    layer.estimator = CandidateEstimator(40, layer.shape, layer.indices.dtype)
+    for _ in range(300):  # a bf16 counter would saturate at 256
+        layer(torch.randn(2, 16, dtype=torch.bfloat16)).sum().backward()
+        layer.estimator.end_step()
+    assert layer.estimator.num_steps == 300
+    assert layer.estimator.grad_sum.dtype == torch.float32
+    assert layer.values.grad.dtype == torch.bfloat16
+
+
+def test_random_subset_unique_sorted_in_range():
+    g = torch.Generator().manual_seed(1)
+    for numel, count in [(1000, 10), (1000, 400), (50, 50), (10**7, 5000)]:
+        s = random_subset(numel, count, g)
+        assert s.numel() == count == torch.unique(s).numel()
+        assert int(s.min()) >= 0 and int(s.max()) < numel
+        assert torch.equal(s, torch.sort(s).values)
