@@ -15,8 +15,12 @@ class Cell:
     n_items: int | None = None
 
 
+# Benchmarks score a fraction shown in %; the held-out instruction loss is a loss in nats/token.
+UNSCALED = {"heldout_loss"}
+
+
 def read_cell(index_path: Path, bench: str) -> Cell:
-    """The score of `bench` in an evaluation directory's index.json (scaled to 0-100)."""
+    """The score of `bench` in an evaluation directory's index.json (accuracies in %)."""
     if not index_path.exists():
         return Cell(None, "not run")
     index = json.loads(index_path.read_text())
@@ -27,4 +31,5 @@ def read_cell(index_path: Path, bench: str) -> Cell:
     result = json.loads((index_path.parent / index["benchmarks"][bench]).read_text())
     if result.get("score") is None:
         return Cell(None, result.get("note", "no score"))
-    return Cell(100.0 * result["score"], n_items=result.get("n_items"))
+    scale = 1.0 if bench in UNSCALED else 100.0
+    return Cell(scale * result["score"], n_items=result.get("n_items"))

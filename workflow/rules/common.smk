@@ -1,8 +1,7 @@
 # Shared paths and helpers. Data flows one way:
 # config -> prepared model/data -> runs/<run>/ (train) -> evals/<run>/ -> tables and figures.
+import itertools
 import json
-
-import yaml
 from pathlib import Path
 
 CACHE = config["cache_dir"]
@@ -99,3 +98,35 @@ def check_references():
 
 
 check_references()
+
+
+def parse_hp(tag):
+    """'lr=0.0001,r=16' -> {'lr': 0.0001, 'r': 16}; 'default' -> {}."""
+    if tag == "default":
+        return {}
+    pairs = (item.partition("=") for item in tag.split(","))
+    return {key: json.loads(value) for key, _, value in pairs}
+
+
+def grid_points(method):
+    """Hyperparameter tags of the Figure 4 grid for `method`. Each search in `study.grid.searches`
+    is a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
+    hyperparameters a search leaves out keep their defaults."""
+    tags = []
+    for search in STUDY["grid"]["searches"]:
+        if search["method"] != method:
+            continue
+        space = {k: v for k, v in search.items() if k != "method"}
+        keys = sorted(space)
+        for values in itertools.product(*(space[k] for k in keys)):
+            tag = ",".join(f"{k}={json.dumps(v)}" for k, v in zip(keys, values))
+            tags += [tag] if tag not in tags else []
+    return tags
+
+
+def grid_inputs(wildcards):
+    grid = STUDY["grid"]
+    methods = dict.fromkeys(search["method"] for search in grid["searches"])
+    return [f"{RESULTS}/evals/{model}/{grid['mixture']}/{method}/{hp}/seed{seed}/index.json"
+            for model in grid["models"] for method in methods
+            for hp in grid_points(method) for seed in STUDY["seeds"]]

@@ -1,17 +1,6 @@
 # One training run per (model, mixture, method, hyperparameter tag, seed), all through
 # finetune.train. The `hp` wildcard is "default" (Table 4 defaults plus config overrides) or a
-# grid point such as "lr=1e-4,r=16" (Figure 4).
-
-
-def parse_hp(tag):
-    """'lr=1e-4,r=16' -> {'lr': 1e-4, 'r': 16}; 'default' -> {}."""
-    if tag == "default":
-        return {}
-    out = {}
-    for item in tag.split(","):
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
-    return out
+# grid point such as "lr=0.0001,r=16" (Figure 4; see grid_points in common.smk).
 
 
 def method_overrides(wildcards):

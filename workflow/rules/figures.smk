@@ -1,0 +1,20 @@
+# Table 4 / Figure 4 (hyperparameter grid) and Figure 3 (parameter ages). These rules read
+# result files only, so regenerating a figure takes seconds and retrains nothing.
+
+
+rule grid:
+    input:
+        grid_inputs,
+    output:
+        table=report(f"{RESULTS}/table4.csv", caption="../report/table4.rst", category="Hyperparameters"),
+        figure=report(f"{RESULTS}/figure4.png", caption="../report/figure4.rst", category="Hyperparameters"),
+    params:
+        score=STUDY["grid"]["score"],
+    log:
+        f"{RESULTS}/logs/grid.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/grid.py"
