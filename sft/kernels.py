@@ -26,12 +26,13 @@ DENSE = "dense"
 EMPTY = "empty"
 METHODS = (SDDMM, DENSE, EMPTY)
 
-# CPU cost model, in units of one multiply-add of the dense dW GEMM, per token (fitted to
-# bench.kernels on SmolLM2-135M shapes, 2 threads; see docs/benchmarks.md). The SDDMM pays for
-# transposing X and dY into feature-major layout (per feature) and for one dot product per
-# active entry, which runs far below GEMM speed.
-CPU_TRANSPOSE_COST = 60.0
-CPU_DOT_COST = 3.3
+# CPU cost model, in units of one multiply-add of the dense dW GEMM, per token: a least-squares
+# fit to `python -m bench.kernels --threads 1 --clock cpu` on SmolLM2-135M shapes at densities
+# 0.3-20% (see docs/benchmarks.md). The SDDMM pays for transposing X and dY into feature-major
+# layout (per feature) and for one dot product per active entry, which runs far below GEMM
+# speed. The crossover it gives is near 20% density for every shape of that model.
+CPU_TRANSPOSE_COST = 62.0
+CPU_DOT_COST = 4.2
 
 # On CPU the SDDMM runs over chunks of this many tokens so that the transposed chunks of X and
 # dY stay in cache between the copy and the dot products (about 25% faster than one call).

@@ -172,7 +172,7 @@ def test_delta_grads_serves_several_index_sets_of_one_weight():
 
 @pytest.mark.parametrize(
     "shape,sparse_at,dense_at",
-    [((576, 576), 0.03, 0.5), ((192, 576), 0.01, 0.5), ((1536, 576), 0.2, 0.4)],
+    [((576, 576), 0.03, 0.5), ((192, 576), 0.01, 0.5), ((1536, 576), 0.1, 0.4)],
 )
 def test_cpu_dispatch_by_density_and_shape(shape, sparse_at, dense_at):
     size = shape[0] * shape[1]
