@@ -1,0 +1,79 @@
+"""Delta-gradient op: sampled_addmm (SDDMM) vs dense dW + gather, on SmolLM2-135M shapes.
+
+    python -m bench.kernels [--tokens 2048] [--threads 2] [--repeats 15] [--clock wall|cpu]
+
+Prints, per weight shape and density, the median time of each path, the speedup of the sparse
+path over dense + gather, and which path :func:`sft.kernels.make_plan` dispatches to.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.timing import CLOCKS, interleaved_medians, machine_line
+from sft.kernels import DENSE, SDDMM, delta_grad, make_plan
+
+# (d_out, d_in) of SmolLM2-135M's projections, nn.Linear layout.
+SHAPES = {
+    "q/o 576x576": (576, 576),
+    "k/v 192x576": (192, 576),
+    "gate/up 1536x576": (1536, 576),
+    "down 576x1536": (576, 1536),
+}
+DENSITIES = (0.003, 0.01, 0.03, 0.10, 0.20)
+
+
+def bench_shape(shape, density, tokens, repeats, clock, gen) -> dict:
+    d_out, d_in = shape
+    count = max(1, round(density * d_out * d_in))
+    indices = torch.randperm(d_out * d_in, generator=gen)[:count]
+    x = torch.randn(tokens, d_in, generator=gen)
+    grad_out = torch.randn(tokens, d_out, generator=gen)
+    plans = {name: make_plan(indices, shape, method=name) for name in (DENSE, SDDMM)}
+    torch.testing.assert_close(  # the contenders must agree before their times mean anything
+        delta_grad(x, grad_out, plans[SDDMM]), delta_grad(x, grad_out, plans[DENSE]),
+        rtol=1e-3, atol=1e-3,
+    )
+    times = interleaved_medians(
+        {name: (lambda p=plan: delta_grad(x, grad_out, p)) for name, plan in plans.items()},
+        repeats,
+        clock=clock,
+    )
+    return {"count": count, **times, "auto": make_plan(indices, shape).method}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--densities", type=float, nargs="+", default=DENSITIES)
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="cpu: process CPU time, robust to other processes' load with --threads 1",
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    print(machine_line())
+    print(
+        f"delta_grad, fp32, {args.tokens} tokens, median {args.clock} time of {args.repeats} "
+        "interleaved runs"
+    )
+    print("| shape | density | active | dense+gather ms | sddmm ms | dense/sddmm | dispatch |")
+    print("|---|---|---|---|---|---|---|")
+    for label, shape in SHAPES.items():
+        for density in args.densities:
+            r = bench_shape(shape, density, args.tokens, args.repeats, args.clock, gen)
+            print(
+                f"| {label} | {density:.1%} | {r['count']} | {r[DENSE] * 1e3:.2f} | "
+                f"{r[SDDMM] * 1e3:.2f} | {r[DENSE] / r[SDDMM]:.2f}x | {r['auto']} |",
+                flush=True,
+            )
+    print(machine_line())
+
+
+if __name__ == "__main__":
+    main()
