@@ -1,0 +1,71 @@
+"""Method configs: `config/methods/<name>.yaml` -> one flat, resolved method dict.
+
+A method file has a `builder` (which code trains it, see baselines.registry), `defaults`, and
+optional per-model-size `sizes` (Table 4 for 7b/13b). Resolution order, later wins:
+defaults < sizes[model_size] < overrides (the config's `method_overrides` and the grid-search
+wildcard). An override must name a key the method declares, so a typo fails instead of
+silently training the default.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+META_KEYS = ("builder", "description", "peft_config")
+FILE_KEYS = set(META_KEYS) | {"defaults", "sizes"}
+
+
+def methods_dir() -> Path:
+    """`$SFT_METHODS_DIR`, else the checkout's `config/methods` (next to this package)."""
+    env = os.environ.get("SFT_METHODS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "config" / "methods"
+
+
+def available_methods(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or methods_dir()).glob("*.yaml"))
+
+
+def read_method_file(name: str, directory: Path | None = None) -> dict:
+    path = (directory or methods_dir()) / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"unknown method {name!r}: no {path} (known: {available_methods(directory)})")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(data) - FILE_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown} (allowed: {sorted(FILE_KEYS)})")
+    if "builder" not in data:
+        raise ValueError(f"{path}: missing 'builder'")
+    for key in ("defaults", "sizes"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping")
+    for size, values in data.get("sizes", {}).items():
+        bad = sorted(set(values or {}) - set(data.get("defaults", {})))
+        if bad:
+            raise ValueError(f"{path}: sizes.{size} sets {bad}, which 'defaults' does not declare")
+    data["_path"] = str(path)
+    return data
+
+
+def resolve_method(name: str, overrides: dict | None = None, model_size: str | None = None,
+                   directory: Path | None = None) -> dict:
+    """The resolved method: {"name", "builder", [peft_config], **hyperparameters, "model_size"}."""
+    data = read_method_file(name, directory)
+    defaults = dict(data.get("defaults", {}))
+    resolved = dict(defaults)
+    if model_size is not None:
+        resolved.update(data.get("sizes", {}).get(str(model_size).lower(), {}) or {})
+    for key, value in (overrides or {}).items():
+        if key not in defaults:
+            raise ValueError(f"method {name!r}: override {key!r} is not a hyperparameter of "
+                             f"{data['_path']} (declared: {sorted(defaults)})")
+        resolved[key] = value
+    meta = {k: data[k] for k in META_KEYS if k in data and k != "description"}
+    return {"name": name, **meta, **resolved, "model_size": model_size}

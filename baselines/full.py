@@ -1,0 +1,28 @@
+"""Full fine-tuning: every weight trains; the artifact is the whole model (safetensors).
+
+Weights stay fp32 (the optimizer's master copy) with bf16 autocast on capable GPUs: training
+bf16 weights directly with AdamW loses small updates to rounding.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from baselines.loading import load_base
+from baselines.registry import BuildContext, Builder, builder_kwargs, register
+
+
+@register("full")
+class FullBuilder(Builder):
+    def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
+        if builder_kwargs(method):
+            raise ValueError(f"method {method['name']!r}: full fine-tuning takes no keys "
+                             f"{sorted(builder_kwargs(method))}")
+        return load_base(model_path, torch.float32)
+
+    def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
+        model.save_pretrained(artifact_dir)
+
+    def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
+        return load_base(str(artifact_dir), dtype)

@@ -1,0 +1,68 @@
+"""Loading a base model the way every method needs it: dtype, device, optional 4-bit NF4."""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bf16_supported() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolve_bf16(setting) -> bool:
+    """train_cfg `bf16`: True, False, or "auto" (on where the hardware supports it)."""
+    if setting in ("auto", None):
+        return bf16_supported()
+    if setting and not bf16_supported():
+        raise ValueError("train.bf16 is true but this device has no bf16 support; use 'auto'")
+    return bool(setting)
+
+
+def nf4_config(compute_dtype: torch.dtype):
+    """The paper's 4-bit setting (QLoRA's): NormalFloat4 with double quantization."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+
+
+def load_base(model_path: str, dtype: torch.dtype, quantize: str | None = None):
+    """A causal LM from a folder or hub id; `quantize="nf4"` stores the linear weights in 4 bits."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": dtype}
+    if quantize:
+        if quantize != "nf4":
+            raise ValueError(f"quantize: only 'nf4' is supported, got {quantize!r}")
+        kwargs.update(quantization_config=nf4_config(dtype), device_map={"": default_device()})
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if not quantize:
+        model.to(default_device())
+    return model
+
+
+@contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary folder next to `final`; on success it replaces `final` in one rename."""
+    final = Path(final)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.{os.getpid()}.old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)

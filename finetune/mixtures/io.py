@@ -1,0 +1,62 @@
+"""Reading and writing prepared mixtures: JSONL rows plus a manifest, both written atomically.
+
+A mixture row is `{"prompt": str, "response": str, "source": str}`. The DAG caches a mixture by
+its file, so a half-written file must never carry the final name: write to a temporary name in
+the same folder, then `os.replace`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+ROW_KEYS = ("prompt", "response", "source")
+
+
+def manifest_path(out_path: Path) -> Path:
+    return Path(out_path).with_suffix(".manifest.json")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    """Write rows as JSONL atomically; return the file's sha256."""
+    text = "".join(json.dumps({k: row[k] for k in ROW_KEYS}, ensure_ascii=False) + "\n"
+                   for row in rows)
+    write_text_atomic(path, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a prepared mixture; a malformed line fails naming the file and line."""
+    path = Path(path)
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected an object, got {type(row).__name__}")
+            for key in ("prompt", "response"):
+                if not isinstance(row.get(key), str):
+                    raise ValueError(f"{path}:{lineno}: missing or non-string {key!r}")
+            rows.append({"prompt": row["prompt"], "response": row["response"],
+                         "source": str(row.get("source", path.stem))})
+    if not rows:
+        raise ValueError(f"{path}: the mixture is empty; refusing a zero-step training run")
+    return rows

@@ -1,0 +1,152 @@
+"""The one training loop: every method, the same data, schedule and records (transformers Trainer).
+
+Linear decay after `warmup_ratio` warmup, an effective batch of batch_size x grad_accum,
+optional activation checkpointing, bf16 autocast where the hardware supports it. Methods plug
+in through their builder (baselines.registry): the model, an optional optimizer (SM3, sparse
+AdamW) and callbacks (the SFT selector). Checkpoints every `save_steps` under
+out_dir/checkpoints/, and a restarted run resumes from the newest one; on CPU the final weights
+are bit-identical to an uninterrupted run (the Trainer restores optimizer, scheduler, RNG and
+data position).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from baselines.loading import atomic_dir, resolve_bf16
+from baselines.registry import BuildContext, get_builder
+from finetune.chat import IGNORE_INDEX, encode_example
+from finetune.metrics import StepRecorder, read_metrics
+from finetune.mixtures.io import read_rows, write_json_atomic
+
+log = logging.getLogger("finetune.train")
+
+TRAIN_DEFAULTS = {
+    "max_steps": -1, "epochs": 2, "batch_size": 4, "grad_accum": 1, "max_length": 2048,
+    "warmup_ratio": 0.03, "logging_steps": 10, "save_steps": 200, "save_total_limit": 2,
+    "gradient_checkpointing": False, "bf16": "auto", "max_grad_norm": 1.0,
+}
+
+
+def resolve_train_cfg(train_cfg: dict) -> dict:
+    unknown = sorted(set(train_cfg) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"train config: unknown key(s) {unknown} (known: {sorted(TRAIN_DEFAULTS)})")
+    cfg = {**TRAIN_DEFAULTS, **train_cfg}
+    if cfg["max_steps"] in (None, 0):
+        cfg["max_steps"] = -1
+    return cfg
+
+
+def load_tokenizer(model_path: str):
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:  # Llama-2 has none; padded positions are masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[dict], int]:
+    """(encoded examples, number dropped for having no trainable token)."""
+    rows = read_rows(data_path)
+    encoded = [encode_example(tokenizer, r["prompt"], r["response"], max_length) for r in rows]
+    kept = [e for e in encoded if e is not None]
+    if not kept:
+        raise ValueError(f"{data_path}: no example has a trainable token within max_length="
+                         f"{max_length}; refusing a zero-step run")
+    return kept, len(rows) - len(kept)
+
+
+class HarnessTrainer(Trainer):
+    """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop)."""
+
+    def __init__(self, *args, recorder: StepRecorder, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recorder = recorder
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.recorder.add_loss(loss, self.state.global_step + 1)
+        return loss
+
+
+def _training_args(cfg: dict, method: dict, out_dir: Path, seed: int, bf16: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        max_steps=cfg["max_steps"], num_train_epochs=cfg["epochs"],
+        per_device_train_batch_size=cfg["batch_size"], gradient_accumulation_steps=cfg["grad_accum"],
+        learning_rate=float(method["lr"]), weight_decay=float(method.get("weight_decay", 0.0)),
+        lr_scheduler_type="linear", warmup_steps=float(cfg["warmup_ratio"]),
+        max_grad_norm=cfg["max_grad_norm"],
+        logging_steps=cfg["logging_steps"], logging_nan_inf_filter=False,
+        save_strategy="steps", save_steps=cfg["save_steps"], save_total_limit=cfg["save_total_limit"],
+        activation_checkpointing=cfg["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        bf16=bf16, seed=seed, data_seed=seed, report_to=[], remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+
+def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_dir: Path,
+          seed: int = 0, callbacks: list | None = None) -> dict:
+    """Train `method` on the mixture at `data_path`; write out_dir/{artifact/, metrics.jsonl,
+    train_summary.json}; resume from out_dir/checkpoints/ when a checkpoint exists.
+
+    `callbacks` are extra transformers TrainerCallbacks (monitoring, tests).
+    """
+    started = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = resolve_train_cfg(train_cfg)
+    if "lr" not in method:
+        raise ValueError(f"method {method.get('name')!r} has no 'lr'")
+    bf16 = resolve_bf16(cfg["bf16"])
+    set_seed(seed)
+
+    tokenizer = load_tokenizer(model_path)
+    dataset, n_dropped = encode_mixture(tokenizer, Path(data_path), cfg["max_length"])
+    builder = get_builder(method)
+    ctx = BuildContext(dtype=torch.bfloat16 if bf16 else torch.float32,
+                       gradient_checkpointing=cfg["gradient_checkpointing"], bf16=bf16)
+    model = builder.build(model_path, method, ctx)
+    optimizer = builder.optimizer(model, method)
+    recorder = StepRecorder(out_dir / "metrics.jsonl")
+    args = _training_args(cfg, method, out_dir, seed, bf16)
+    trainer = HarnessTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        optimizers=(optimizer, None),
+        callbacks=[recorder, *builder.callbacks(model, method, optimizer), *(callbacks or [])],
+        recorder=recorder)
+
+    checkpoint_dir = out_dir / "checkpoints"
+    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    with atomic_dir(out_dir / "artifact") as tmp:
+        builder.save(trainer.model, tmp)
+    metrics = read_metrics(out_dir / "metrics.jsonl")
+    summary = {
+        "status": "ok", "method": method, "seed": seed, "train_cfg": cfg, "model_path": model_path,
+        "data_path": str(data_path), "n_examples": len(dataset), "n_dropped_no_target": n_dropped,
+        "steps": trainer.state.global_step, "resumed_from": resume,
+        "final_loss": metrics[-1]["loss"] if metrics else None,
+        "train_loss": result.training_loss,
+        "mean_step_time_s": sum(m["step_time_s"] for m in metrics) / max(len(metrics), 1),
+        "peak_memory_mb": max((m["peak_memory_mb"] for m in metrics), default=None),
+        "trainable_params": builder.trainable_parameters(trainer.model),
+        "wall_time_s": time.time() - started, "bf16": bf16,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
+    }
+    write_json_atomic(out_dir / "train_summary.json", summary)
+    return summary
