@@ -7,6 +7,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 VOCAB = 256
 
+# Tiny matmuls gain nothing from threads, and on a shared machine thread contention made
+# these tests 30x slower.
+torch.set_num_threads(1)
+
 
 def tiny_llama(seed: int = 0, hidden: int = 64, intermediate: int = 128, layers: int = 2,
                dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:

@@ -1,0 +1,187 @@
+"""Drop-and-grow behaviour of SftSelector on tiny Llamas (SFT-AG and SFT-MA)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_llama, token_batch
+from sft import SftAdamW, SftConfig, SftSelector, SftSM3, get_sft_model
+from sft.selection import replacement_count, top_outer_product
+
+
+def _train(sft_model, opt, selector, steps, seed=0, micro_batches=1, on_step=None):
+    for step in range(steps):
+        for micro in range(micro_batches):
+            ids = token_batch(seed + step * micro_batches + micro)
+            loss = sft_model(input_ids=ids, labels=ids).loss / micro_batches
+            loss.backward()
+        opt.step()
+        opt.zero_grad()
+        selector.step()
+        if on_step is not None:
+            on_step(step + 1)
+
+
+def _setup(selection="ag", total=30, lr=1e-2, **config):
+    base = tiny_llama()
+    reference = copy.deepcopy(base)
+    cfg = SftConfig(density=0.05, selection=selection, reselection_steps=6,
+                    accumulation_steps=2, **config)
+    model = get_sft_model(base, cfg)
+    opt_cls = SftAdamW if selection == "ag" else SftSM3
+    opt = opt_cls(model.trainable_parameters_groups, lr=lr)
+    return model, reference, opt, SftSelector(model, opt, total)
+
+
+def test_initial_output_identical(model):
+    reference = copy.deepcopy(model)
+    ids = token_batch(0)
+    sft_model = get_sft_model(model, SftConfig(density=0.1))
+    assert torch.equal(sft_model(input_ids=ids).logits, reference(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("selection", ["ag", "ma"])
+def test_invariants_through_reselections(selection):
+    model, reference, opt, selector = _setup(selection)
+    counts = {name: layer.num_active for name, layer in model.sft_layers()}
+    snapshots = {}
+
+    def check(step):
+        for name, layer in model.sft_layers():
+            idx = layer.indices.long()
+            assert layer.num_active == counts[name]
+            assert torch.unique(idx).numel() == idx.numel()
+            base_w = reference.get_submodule(name).weight
+            merged = layer.merged_weight(torch.float32)
+            changed = (merged != base_w).reshape(-1).nonzero().squeeze(1)
+            assert set(changed.tolist()) <= set(idx.tolist())  # only active entries change
+            previous = snapshots.get(name)
+            if previous is not None:  # dropped weights are back to exactly pretrained
+                dropped = torch.tensor(sorted(set(previous) - set(idx.tolist())), dtype=torch.long)
+                assert torch.equal(merged.reshape(-1)[dropped], base_w.reshape(-1)[dropped])
+            snapshots[name] = idx.tolist()
+
+    _train(model, opt, selector, 30, on_step=check)
+    assert selector.num_reselections == 5  # steps 2, 8, 14, 20, 26
+
+
+@pytest.mark.parametrize("selection", ["ag", "ma"])
+def test_first_reselection_replaces_all_then_schedule(selection):
+    model, _, opt, selector = _setup(selection, total=30)
+    _train(model, opt, selector, 2)
+    for _, layer in model.sft_layers():
+        assert bool((layer.grown_at == 1).all())
+    _train(model, opt, selector, 6, seed=100)  # second reselection at t = 8
+    for _, layer in model.sft_layers():
+        k = int(0.2 * (30 - 8) / 30 * layer.num_active)
+        assert int((layer.grown_at == 2).sum()) == k
+        assert replacement_count(layer.num_active, 8, 30, 0.2, "linear", False) == k
+
+
+def test_cosine_schedule_counts():
+    assert replacement_count(1000, 0, 100, 0.2, "cosine", False) == 200
+    assert replacement_count(1000, 50, 100, 0.2, "cosine", False) == 100
+    assert replacement_count(1000, 100, 100, 0.2, "cosine", False) == 0
+    assert replacement_count(1000, 75, 100, 0.2, "linear", False) == 50
+    assert replacement_count(1000, 75, 100, 0.2, "linear", True) == 1000
+
+
+def test_dropped_state_cleared_ma():
+    model, _, _, _ = _setup("ma")
+    opt = SftSM3(model.trainable_parameters_groups, lr=1e-2, momentum=0.9)
+    selector = SftSelector(model, opt, 30)
+    _train(model, opt, selector, 8)  # reselections at 2 and 8
+    for _, layer in model.sft_layers():
+        fresh = layer.grown_at == 2
+        assert bool(fresh.any())
+        assert torch.equal(layer.values[fresh], torch.zeros(int(fresh.sum())))
+        assert bool((opt.state[layer.values]["momentum_buffer"][fresh] == 0).all())
+
+
+def _dense_step_grads(reference, names, ids_list, micro_batches):
+    """Full dense dW per optimizer step of the frozen reference model (lr = 0 keeps W fixed)."""
+    grads = []
+    for step_ids in ids_list:
+        reference.zero_grad()
+        for ids in step_ids:
+            (reference(input_ids=ids, labels=ids).loss / micro_batches).backward()
+        grads.append({n: reference.get_submodule(n).weight.grad.clone() for n in names})
+    return grads
+
+
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_ag_growth_and_seeded_moments_match_dense_reference(micro_batches):
+    """With lr = 0 the weights never move, so the estimation phase's statistics can be
+    recomputed from dense gradients: candidates = top-K of the first micro-batch, grown = top-k
+    |mean step gradient|, Adam seeded at full-step scale with age gamma. With 2 micro-batches of
+    the same data at loss / 2, everything must equal the single-batch run."""
+    model, reference, _, _ = _setup("ag")
+    opt = SftAdamW(model.trainable_parameters_groups, lr=0.0, betas=(0.9, 0.99))
+    selector = SftSelector(model, opt, 30)
+    reference.requires_grad_(True)
+    names = [n for n, _ in model.sft_layers()]
+    steps = [[token_batch(s)] * micro_batches for s in range(2)]
+    dense = _dense_step_grads(reference, names, steps, micro_batches)
+    for step_ids in steps:
+        for ids in step_ids:
+            (model(input_ids=ids, labels=ids).loss / micro_batches).backward()
+        opt.step()
+        opt.zero_grad()
+        selector.step()
+    for name, layer in model.sft_layers():
+        first_micro = dense[0][name] / micro_batches
+        n = layer.num_active
+        candidates = torch.topk(first_micro.reshape(-1).abs(), n).indices
+        mean = (dense[0][name] + dense[1][name]).reshape(-1)[candidates] / 2
+        mean_sq = (dense[0][name] ** 2 + dense[1][name] ** 2).reshape(-1)[candidates] / 2
+        order = torch.topk(mean.abs(), n).indices
+        expected = dict(zip(candidates[order].tolist(), zip(mean[order], mean_sq[order])))
+        assert set(layer.indices.tolist()) == set(expected)
+        state = opt.state[layer.values]
+        for pos, idx in enumerate(layer.indices.tolist()):
+            m, v = expected[idx]
+            torch.testing.assert_close(state["exp_avg"][pos], (1 - 0.9**2) * m)
+            torch.testing.assert_close(state["exp_avg_sq"][pos], (1 - 0.99**2) * v)
+        assert bool((state["age"] == 2).all())
+
+
+def test_top_outer_product_matches_dense_and_chunks(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    row, col = torch.rand(37, generator=g), torch.rand(23, generator=g)
+    excluded = torch.sort(torch.randperm(37 * 23, generator=g)[:100]).values
+    sizes = []
+    real_outer = torch.outer
+    monkeypatch.setattr(torch, "outer", lambda a, b: sizes.append(a.numel() * b.numel()) or real_outer(a, b))
+    got = top_outer_product(row, col, 50, excluded, chunk_elements=100)
+    scores = torch.outer(row, col).reshape(-1)
+    scores[excluded] = -math.inf
+    expected = torch.topk(scores, 50).indices
+    assert set(got.tolist()) == set(expected.tolist())
+    assert max(sizes[:-1]) <= 100 and len(sizes) > 5
+
+
+def test_ma_grows_by_sm3_accumulators():
+    model, _, opt, selector = _setup("ma")
+    _train(model, opt, selector, 7)
+    before = {n: l.indices.clone() for n, l in model.sft_layers()}
+    _train(model, opt, selector, 1, seed=50)  # reselection at t = 8
+    for name, layer in model.sft_layers():
+        fresh = layer.grown_at == 2
+        row, col = opt.accumulators(layer.values)  # reselection ran after this step's update
+        scores = torch.outer(row, col).reshape(-1)
+        scores[before[name].long()] = -math.inf
+        k = int(fresh.sum())
+        best = torch.topk(scores, k).values
+        grown_scores = torch.outer(row, col).reshape(-1)[layer.indices[fresh].long()]
+        torch.testing.assert_close(torch.sort(grown_scores).values, torch.sort(best).values)
+
+
+def test_selector_rejects_wrong_optimizer(model):
+    sft_model = get_sft_model(model, SftConfig(density=0.05, selection="ma"))
+    with pytest.raises(TypeError, match="SftSM3"):
+        SftSelector(sft_model, SftAdamW(sft_model.trainable_parameters_groups), 10)
+    with pytest.raises(TypeError, match="SftAdamW or SftSM3"):
+        SftSelector(sft_model, torch.optim.AdamW(sft_model.trainable_parameters_groups), 10)
