@@ -1,0 +1,134 @@
+"""SftModel: save/load (safetensors, no pickle), composition, merge, unload, counts, memory."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import tiny_llama, token_batch
+from sft import SftAdamW, SftConfig, SftModel, SftSelector, SftSM3, get_sft_model
+
+
+def _trained(seed=0, steps=4, selection="ag", density=0.05):
+    model = get_sft_model(tiny_llama(), SftConfig(density=density, selection=selection,
+                                                  reselection_steps=3, accumulation_steps=1,
+                                                  seed=seed))
+    opt = (SftAdamW if selection == "ag" else SftSM3)(model.trainable_parameters_groups, lr=1e-2)
+    selector = SftSelector(model, opt, 20)
+    for step in range(steps):
+        ids = token_batch(seed * 100 + step)
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        selector.step()
+    return model
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = _trained()
+    ids = token_batch(7)
+    expected = model(input_ids=ids).logits
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft_config.json", "sft_model.safetensors"]
+    with safe_open(str(tmp_path / "sft_model.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+        assert f.metadata()["num_reselections"] == "2"
+    name = "model.layers.1.mlp.down_proj"
+    assert {f"{name}.{k}" for k in ("indices", "values", "grown_at", "shape")} <= keys
+    loaded = SftModel.from_pretrained(tiny_llama(), tmp_path)
+    assert torch.equal(loaded(input_ids=ids).logits, expected)
+    assert loaded.sft_config == model.sft_config and loaded.num_reselections == 2
+    for (_, a), (_, b) in zip(model.sft_layers(), loaded.sft_layers()):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.grown_at, b.grown_at)
+        assert not b.values.requires_grad
+    trainable = SftModel.from_pretrained(tiny_llama(), tmp_path, is_trainable=True)
+    assert all(layer.values.requires_grad for _, layer in trainable.sft_layers())
+
+
+def test_load_rejects_mismatched_base(tmp_path):
+    _trained().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="sft_model.safetensors.*shape is"):
+        SftModel.from_pretrained(tiny_llama(hidden=32, intermediate=64), tmp_path)
+    with pytest.raises(ValueError, match="names no module"):
+        SftModel.from_pretrained(tiny_llama(layers=1), tmp_path)
+
+
+def test_composition_is_additive(tmp_path):
+    first, second = _trained(seed=1), _trained(seed=2)
+    first.save_pretrained(tmp_path / "a")
+    second.save_pretrained(tmp_path / "b")
+    composed = SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "b"])
+    base = tiny_llama()
+    for name, layer in composed.sft_layers():
+        expected = (base.get_submodule(name).weight + first.get_submodule("base_model." + name)
+                    .delta_dense() + second.get_submodule("base_model." + name).delta_dense())
+        torch.testing.assert_close(layer.merged_weight(torch.float32), expected)
+    with pytest.raises(ValueError, match="cannot be loaded trainable"):
+        SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "b"], is_trainable=True)
+
+
+def test_merge_and_unload():
+    model = _trained()
+    ids = token_batch(3)
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    merged = model.merge_and_unload()
+    assert not any(type(m).__name__ == "SftLinear" for m in merged.modules())
+    torch.testing.assert_close(merged(input_ids=ids).logits, expected)
+
+    fresh = _trained()
+    unloaded = fresh.unload()
+    torch.testing.assert_close(unloaded(input_ids=ids).logits, tiny_llama()(input_ids=ids).logits)
+
+
+def test_trainable_parameter_counts(capsys):
+    model = get_sft_model(tiny_llama(), SftConfig(num_tunable_weights=3000))
+    trainable, total = model.get_nb_trainable_parameters()
+    base_total = sum(p.numel() for p in tiny_llama().parameters())
+    assert trainable == 3000 and total == base_total + 3000
+    assert [p for p in model.parameters() if p.requires_grad] == \
+        model.trainable_parameters_groups[0]["params"]
+    model.print_trainable_parameters()
+    assert "trainable params: 3,000 || all params:" in capsys.readouterr().out
+
+
+def test_attribute_forwarding_and_generate():
+    model = get_sft_model(tiny_llama(), SftConfig(density=0.05))
+    assert model.config.hidden_size == 64
+    out = model.generate(input_ids=token_batch(0, batch=1, length=4), max_new_tokens=3,
+                         do_sample=False)
+    assert out.shape == (1, 7)
+
+
+def _state_bytes(selection, hidden, intermediate):
+    model = get_sft_model(tiny_llama(hidden=hidden, intermediate=intermediate),
+                          SftConfig(num_tunable_weights=4000, selection=selection,
+                                    reselection_steps=4, accumulation_steps=2))
+    opt = (SftAdamW if selection == "ag" else SftSM3)(model.trainable_parameters_groups, lr=1e-3)
+    selector = SftSelector(model, opt, 10)
+    ids = token_batch(0)
+    model(input_ids=ids, labels=ids).loss.backward()  # mid estimation phase: stats exist
+    opt.step()
+    opt.zero_grad()
+    selector.step()
+    assert selector.estimating == (selection == "ag")
+    optimizer_bytes = sum(t.numel() * t.element_size() for s in opt.state.values()
+                          for t in s.values() if torch.is_tensor(t))
+    rows_and_cols = sum(sum(layer.shape) for _, layer in model.sft_layers()) * 4
+    return model.sft_state_bytes() + optimizer_bytes, rows_and_cols
+
+
+@pytest.mark.parametrize("selection", ["ag", "ma"])
+def test_memory_scales_with_d_phi_not_d_theta(selection):
+    """Same d_phi on a model with 4x the weights per matrix: identical SFT state bytes, apart
+    from SM3's row and column vectors."""
+    small, small_rc = _state_bytes(selection, 32, 64)
+    large, large_rc = _state_bytes(selection, 64, 128)
+    if selection == "ag":
+        assert small == large
+        # indices int32 + values fp32 + grown_at int32 + Adam (m, v, age) + estimator (4 x K)
+        assert small == 4000 * (4 + 4 + 4 + 12 + 16)
+    else:
+        assert small - small_rc == large - large_rc == 4000 * 12
