@@ -21,7 +21,7 @@ class FullBuilder(Builder):
                              f"{sorted(builder_kwargs(method))}")
         return load_base(model_path, torch.float32)
 
-    def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
+    def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
         model.save_pretrained(artifact_dir)
 
     def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):

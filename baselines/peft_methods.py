@@ -44,7 +44,7 @@ class PeftBuilder(Builder):
         # autocast_adapter_dtype keeps adapter weights fp32 over a bf16 base (PROTOCOL.md).
         return get_peft_model(base, config, autocast_adapter_dtype=True)
 
-    def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
+    def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
         model.save_pretrained(artifact_dir)
 
     def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):

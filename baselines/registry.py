@@ -26,6 +26,7 @@ class BuildContext:
     dtype: torch.dtype  # base-weight dtype (bf16 on capable GPUs, else fp32)
     gradient_checkpointing: bool = False
     bf16: bool = False  # autocast in bf16 during training
+    max_grad_norm: float = 1.0
 
 
 class Builder(ABC):
@@ -35,7 +36,8 @@ class Builder(ABC):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         """The model to train, on the default device, with only the tuned parameters trainable."""
 
-    def optimizer(self, model: torch.nn.Module, method: dict) -> torch.optim.Optimizer | None:
+    def optimizer(self, model: torch.nn.Module, method: dict,
+                  ctx: BuildContext) -> torch.optim.Optimizer | None:
         """None: the Trainer's AdamW over parameters with requires_grad, at method['lr']."""
         return None
 
@@ -43,12 +45,22 @@ class Builder(ABC):
         return []
 
     @abstractmethod
-    def save(self, model: torch.nn.Module, artifact_dir: Path) -> None:
+    def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
         """Write the trained artifact (adapter, sparse delta or full weights) into artifact_dir."""
 
     @abstractmethod
     def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
         """The evaluation model: merged into the base where possible, unmerged over 4-bit."""
+
+    # Checkpoints: by default the Trainer saves and restores the model (full weights, or the
+    # peft adapter). A builder whose model is neither sets owns_checkpoints and implements both.
+    owns_checkpoints = False
+
+    def save_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
+        self.save(model, directory)
+
+    def restore_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
+        raise RuntimeError(f"{type(self).__name__} cannot resume from {directory}")
 
     def trainable_parameters(self, model: torch.nn.Module) -> int:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -66,7 +78,8 @@ def register(name: str):
 
 def get_builder(method: dict) -> Builder:
     # Importing the modules registers their builders.
-    from baselines import full, peft_methods  # noqa: F401
+    from baselines import full, peft_methods, sparse  # noqa: F401
+    from baselines.sift import builder  # noqa: F401
 
     name = method.get("builder")
     if name not in BUILDERS:

@@ -65,11 +65,25 @@ def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[di
 
 
 class HarnessTrainer(Trainer):
-    """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop)."""
+    """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop)
+    and lets a builder that owns its checkpoints save and restore the model part."""
 
-    def __init__(self, *args, recorder: StepRecorder, **kwargs):
+    def __init__(self, *args, recorder: StepRecorder, builder, **kwargs):
         super().__init__(*args, **kwargs)
         self.recorder = recorder
+        self.builder = builder
+
+    def _save(self, output_dir=None, state_dict=None):
+        if not self.builder.owns_checkpoints:
+            return super()._save(output_dir, state_dict)
+        output_dir = Path(output_dir or self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.builder.save_checkpoint(self.model, output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self.builder.owns_checkpoints:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.builder.restore_checkpoint(model or self.model, Path(resume_from_checkpoint))
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -114,9 +128,10 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     dataset, n_dropped = encode_mixture(tokenizer, Path(data_path), cfg["max_length"])
     builder = get_builder(method)
     ctx = BuildContext(dtype=torch.bfloat16 if bf16 else torch.float32,
-                       gradient_checkpointing=cfg["gradient_checkpointing"], bf16=bf16)
+                       gradient_checkpointing=cfg["gradient_checkpointing"], bf16=bf16,
+                       max_grad_norm=cfg["max_grad_norm"])
     model = builder.build(model_path, method, ctx)
-    optimizer = builder.optimizer(model, method)
+    optimizer = builder.optimizer(model, method, ctx)
     recorder = StepRecorder(out_dir / "metrics.jsonl")
     args = _training_args(cfg, method, out_dir, seed, bf16)
     trainer = HarnessTrainer(
@@ -124,7 +139,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         optimizers=(optimizer, None),
         callbacks=[recorder, *builder.callbacks(model, method, optimizer), *(callbacks or [])],
-        recorder=recorder)
+        recorder=recorder, builder=builder)
 
     checkpoint_dir = out_dir / "checkpoints"
     resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
@@ -133,7 +148,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     result = trainer.train(resume_from_checkpoint=resume)
 
     with atomic_dir(out_dir / "artifact") as tmp:
-        builder.save(trainer.model, tmp)
+        builder.save(trainer.model, tmp, optimizer)
     metrics = read_metrics(out_dir / "metrics.jsonl")
     summary = {
         "status": "ok", "method": method, "seed": seed, "train_cfg": cfg, "model_path": model_path,

@@ -1,0 +1,56 @@
+"""The `sift` builder: SIFT on the same linear layers and budget as LoRA/SFT (all block linears,
+`r`-equivalent via sft.lora_equivalent_budget, each matrix at the same density)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from baselines.loading import load_base
+from baselines.registry import BuildContext, Builder, register
+from baselines.sift.delta import apply_sift_delta, save_sift_delta
+from baselines.sift.optim import SiftAdamW
+
+KEYS = {"r", "target_modules", "mask_batches"}
+
+
+def _targets(model, method):
+    from sft.targets import allocate_budget, find_target_linears, lora_equivalent_budget
+
+    targets = [lin for _, lin in find_target_linears(model, method.get("target_modules"))]
+    budget = lora_equivalent_budget(model, int(method["r"]), method.get("target_modules"))
+    counts = allocate_budget([lin.weight.numel() for lin in targets], num_tunable_weights=budget)
+    return [lin.weight for lin in targets], counts
+
+
+@register("sift")
+class SiftBuilder(Builder):
+    def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
+        unknown = sorted(set(method) - KEYS - {"name", "builder", "model_size", "lr", "weight_decay"})
+        if unknown:
+            raise ValueError(f"method {method['name']!r}: SIFT does not take {unknown} (keys: {sorted(KEYS)})")
+        model = load_base(model_path, ctx.dtype)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for weight in _targets(model, method)[0]:
+            weight.requires_grad_(True)
+        return model
+
+    def optimizer(self, model, method: dict, ctx: BuildContext):
+        weights, counts = _targets(model, method)
+        self._budget = sum(counts)
+        return SiftAdamW(weights, counts, lr=float(method["lr"]),
+                         weight_decay=float(method.get("weight_decay", 0.0)),
+                         max_grad_norm=ctx.max_grad_norm, mask_batches=int(method.get("mask_batches", 1)))
+
+    def trainable_parameters(self, model) -> int:
+        return self._budget
+
+    def save(self, model, artifact_dir: Path, optimizer=None) -> None:
+        if optimizer is None:
+            raise ValueError("SIFT's artifact needs its optimizer (it holds the mask)")
+        save_sift_delta(model, optimizer, artifact_dir,
+                        {"format": "sift-delta", "base_model": model.config.name_or_path})
+
+    def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
+        return apply_sift_delta(load_base(model_path, dtype), artifact_dir)

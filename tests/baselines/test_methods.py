@@ -1,0 +1,35 @@
+"""Every registered method trains a few steps through the shared loop and loads for evaluation."""
+import pytest
+import torch
+
+from baselines import available_methods, load_for_eval, resolve_method
+from finetune.train import train
+
+CFG = {"max_steps": 2, "batch_size": 2, "grad_accum": 2, "max_length": 64, "logging_steps": 100,
+       "save_steps": 100}
+EXPECTED = {"full", "lora", "ia3", "sft-ag", "sft-ma", "sift", "qlora", "qsft-ag", "qsft-ma", "dora", "shira"}
+
+
+def test_the_eleven_methods_are_registered():
+    assert set(available_methods()) == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_method_trains_and_changes_the_model(name, tiny_model_dir, mixture_path, tmp_path):
+    method = resolve_method(name)
+    summary = train(tiny_model_dir, mixture_path, method, CFG, tmp_path / name, seed=0)
+    assert summary["steps"] == 2 and summary["trainable_params"] > 0
+    assert (tmp_path / name / "artifact").is_dir()
+    tuned, tok = load_for_eval(tiny_model_dir, tmp_path / name, summary["method"])
+    original, _ = load_for_eval(tiny_model_dir, None, {"quantize": method.get("quantize")})
+    ids = tok("<|user|>\nWhat is 3 plus 3?\n<|assistant|>\n", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert not torch.equal(tuned(ids).logits, original(ids).logits)
+
+
+def test_budgets_are_matched_to_lora_rank(tiny_model_dir, mixture_path, tmp_path):
+    counts = {}
+    for name in ("lora", "sft-ag", "sft-ma", "sift", "shira"):
+        counts[name] = train(tiny_model_dir, mixture_path, resolve_method(name, {"r": 4}),
+                             {**CFG, "max_steps": 1}, tmp_path / name)["trainable_params"]
+    assert len(set(counts.values())) == 1, counts
