@@ -19,17 +19,22 @@ class Cell:
 UNSCALED = {"heldout_loss"}
 
 
-def read_cell(index_path: Path, bench: str) -> Cell:
-    """The score of `bench` in an evaluation directory's index.json (accuracies in %)."""
+def result_key(role: str, bench: str) -> str:
+    """The index.json key of a column: held-out loss is per mixture role, benchmarks are not."""
+    return f"{bench}:{role}" if bench in UNSCALED else bench
+
+
+def read_cell(index_path: Path, key: str) -> Cell:
+    """The score under `key` in an evaluation directory's index.json (accuracies in %)."""
     if not index_path.exists():
         return Cell(None, "not run")
     index = json.loads(index_path.read_text())
     if index.get("status") != "ok":
         return Cell(None, f"failed: {index.get('error', 'unknown error')}")
-    if bench not in index["benchmarks"]:
+    if key not in index["benchmarks"]:
         return Cell(None, "not evaluated")
-    result = json.loads((index_path.parent / index["benchmarks"][bench]).read_text())
+    result = json.loads((index_path.parent / index["benchmarks"][key]).read_text())
     if result.get("score") is None:
         return Cell(None, result.get("note", "no score"))
-    scale = 1.0 if bench in UNSCALED else 100.0
+    scale = 1.0 if key.split(":")[0] in UNSCALED else 100.0
     return Cell(scale * result["score"], n_items=result.get("n_items"))

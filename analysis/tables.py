@@ -11,7 +11,7 @@ from statistics import mean
 
 import pandas as pd
 
-from analysis.results import Cell, read_cell
+from analysis.results import Cell, read_cell, result_key
 
 BENCH_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA",
                 "humaneval": "HumanEval", "heldout_loss": "held-out loss"}
@@ -25,6 +25,8 @@ TABLE1_METHODS = ["original", "full", "ia3", "lora", "sft-ag", "sft-ma", "sift"]
 TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
                   ("mix", "mmlu"), ("mix", "gsm"), ("mix", "bbh"), ("mix", "tydiqa"),
                   ("mix", "humaneval")]
+# Not in the paper: a config may add held-out instruction loss per mixture (lower is better).
+HELDOUT_COLUMNS = [("flan", "heldout_loss"), ("single", "heldout_loss"), ("mix", "heldout_loss")]
 TABLE2_METHODS = ["original-4bit", "qlora", "qsft-ag", "qsft-ma"]
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
 
@@ -66,7 +68,7 @@ def build_table(evals_root: Path, models: list[str], methods: list[str],
                     cell = Cell(None, "not run in this config")
                 else:
                     cell = _mean_cell([read_cell(eval_index(evals_root, model, role, method, s),
-                                                 bench) for s in seeds])
+                                                 result_key(role, bench)) for s in seeds])
                 row[column_name(role, bench)] = (None if cell.value is None
                                                  else round(cell.value, 2))
                 if cell.reason:
@@ -97,7 +99,9 @@ def write_table(table: pd.DataFrame, csv_path: Path) -> None:
     """CSV for machines, Markdown and LaTeX (same stem) for people and papers."""
     _atomic_write(csv_path, table.to_csv(index=False))
     shown = _display_columns(table)
-    _atomic_write(csv_path.with_suffix(".md"), shown.to_markdown(index=False, floatfmt=".1f"))
+    # Empty cells stay empty in Markdown ("nan" would read like a measurement).
+    text = shown.astype(object).where(shown.notna(), "")
+    _atomic_write(csv_path.with_suffix(".md"), text.to_markdown(index=False, floatfmt=".1f"))
     numeric = shown.drop(columns=["notes"])
     _atomic_write(csv_path.with_suffix(".tex"),
                   numeric.to_latex(index=False, float_format="%.1f", na_rep="--"))

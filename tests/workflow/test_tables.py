@@ -40,12 +40,13 @@ def test_table1_real_cells_and_reasons(tmp_path):
 
 def test_written_formats(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5})
-    table = tables.build_table(tmp_path, ["m"], ["lora"], [("mix", "gsm")], {"lora": [("mix", "gsm")]}, [0])
+    cols = [("mix", "gsm"), ("mix", "mmlu")]
+    table = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols[:1]}, [0])
     out = tmp_path / "t" / "table1.csv"
     tables.write_table(table, out)
     assert pd.read_csv(out).loc[0, "mix/gsm"] == 50.0
     md = out.with_suffix(".md").read_text()
-    assert "mixture GSM" in md and "50.0" in md
+    assert "mixture GSM" in md and "50.0" in md and "nan" not in md
     assert "50.0" in out.with_suffix(".tex").read_text()
 
 

@@ -4,6 +4,8 @@ import itertools
 import json
 from pathlib import Path
 
+from analysis.tables import UNTUNED
+
 CACHE = config["cache_dir"]
 RESULTS = config["results_dir"]
 STUDY = config["study"]
@@ -11,9 +13,11 @@ BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
 # One run directory per (model, mixture role, method, hyperparameter tag, seed).
 RUN = "{model}/{mixture}/{method}/{hp}/seed{seed}"
 
+ROLES = ["flan", "single", "mix"]
+
 wildcard_constraints:
     model="[A-Za-z0-9._-]+",
-    mixture="[A-Za-z0-9._-]+",
+    mixture="|".join(ROLES + ["none"]),
     method="[A-Za-z0-9._-]+",
     bench="|".join(BENCHMARKS),
     seed=r"\d+",
@@ -44,12 +48,18 @@ def table_columns():
     return pairs
 
 
-def benches_for(mixture):
-    """Benchmarks a run trained on `mixture` is evaluated on; the untuned model gets them all."""
+def evaluations_for(mixture, hp="default"):
+    """(benchmarks, held-out roles) a run is evaluated on. A tuned run: its mixture's table
+    columns; an untuned model (mixture "none"): every column; a grid point: its dev score only."""
     pairs = table_columns()
-    if mixture == "none":
-        return sorted({b for _, b in pairs}, key=BENCHMARKS.index)
-    return [b for role, b in pairs if role == mixture]
+    if hp != "default":
+        score = STUDY["grid"]["score"]
+        pairs = [(mixture, score)]
+    elif mixture != "none":
+        pairs = [(role, b) for role, b in pairs if role == mixture]
+    benches = sorted({b for _, b in pairs if b in BENCHMARKS}, key=BENCHMARKS.index)
+    roles = sorted({role for role, b in pairs if b == "heldout_loss"}, key=ROLES.index)
+    return benches, roles
 
 
 def rule_resources(name):
@@ -65,13 +75,12 @@ def planned_runs(table):
 
 
 def table_inputs(table):
-    untuned = ("original", "original-4bit")
     paths = set()
     for model in STUDY["models"]:
         for method, pairs in planned_runs(table).items():
             for role, _ in pairs:
                 for seed in STUDY["seeds"]:
-                    mixture = "none" if method in untuned else role
+                    mixture = "none" if method in UNTUNED else role
                     paths.add(f"{RESULTS}/evals/{model}/{mixture}/{method}/default/seed{seed}/index.json")
     return sorted(paths)
 
@@ -91,7 +100,7 @@ def check_references():
             if STUDY[table]["columns"][role] and role not in STUDY["mixtures"]:
                 errors.append(f"study.{table}.columns.{role}: no recipe for role {role!r} in study.mixtures")
         for i, method in enumerate(STUDY[table]["methods"]):
-            if method not in ("original", "original-4bit") and not (methods_dir / f"{method}.yaml").exists():
+            if method not in UNTUNED and not (methods_dir / f"{method}.yaml").exists():
                 errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no config/methods/{method}.yaml)")
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))

@@ -1,12 +1,14 @@
 # Evaluation: one process per trained artifact evaluates every benchmark its mixture column
-# needs (import and model load cost seconds). The untuned model is the run
-# "{model}/none/original/default/seed0".
+# needs (import and model load cost seconds). The untuned models are the runs
+# "{model}/none/original/default/seed0" and "{model}/none/original-4bit/default/seed0".
 
 
 def eval_inputs(wildcards):
+    benches, roles = evaluations_for(wildcards.mixture, wildcards.hp)
     inputs = {"model": model_inputs(wildcards),
-              "data": [f"{RESULTS}/data/evals/{b}.jsonl" for b in benches_for(wildcards.mixture)]}
-    if wildcards.method != "original":
+              "data": [f"{RESULTS}/data/evals/{b}.jsonl" for b in benches],
+              "heldout": [f"{RESULTS}/data/mixtures/{r}.heldout.jsonl" for r in roles]}
+    if wildcards.method not in UNTUNED:
         inputs["run"] = f"{RESULTS}/runs/{RUN}/train_summary.json".format(**wildcards)
     return inputs
 
@@ -18,7 +20,8 @@ rule evaluate:
         f"{RESULTS}/evals/{RUN}/index.json",
     params:
         model=lambda w: model_path(w.model),
-        benches=lambda w: {b: config["evals"][b] for b in benches_for(w.mixture)},
+        benches=lambda w: {b: config["evals"][b] for b in evaluations_for(w.mixture, w.hp)[0]},
+        heldout=config["heldout"],
     log:
         f"{RESULTS}/logs/evaluate/{RUN}.log",
     benchmark:

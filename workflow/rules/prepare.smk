@@ -21,6 +21,7 @@ rule build_mixture:
         f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
     params:
         spec=lambda w: mixture_spec(w.mixture),
+        catalogue=config["mixtures"],
     log:
         f"{RESULTS}/logs/build_mixture/{{mixture}}.log",
     threads: 1
@@ -29,6 +30,25 @@ rule build_mixture:
         runtime=60,
     script:
         "../scripts/build_mixture.py"
+
+
+rule split_heldout:
+    input:
+        f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
+    output:
+        train=f"{RESULTS}/data/mixtures/{{mixture}}.train.jsonl",
+        heldout=f"{RESULTS}/data/mixtures/{{mixture}}.heldout.jsonl",
+    params:
+        n=config["heldout"]["n_examples"],
+        seed=config["heldout"]["seed"],
+    log:
+        f"{RESULTS}/logs/split_heldout/{{mixture}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/split_heldout.py"
 
 
 rule prepare_benchmark:

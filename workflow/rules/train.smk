@@ -10,7 +10,7 @@ def method_overrides(wildcards):
 rule train:
     input:
         model=model_inputs,
-        data=f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
+        data=f"{RESULTS}/data/mixtures/{{mixture}}.train.jsonl",
     output:
         f"{RESULTS}/runs/{RUN}/train_summary.json",
     params:

@@ -4,6 +4,8 @@ from pathlib import Path
 from _log import to_rule_log
 from finetune.mixtures import build_mixture
 
-to_rule_log(snakemake)  # noqa: F821
-out = Path(snakemake.output[0])  # noqa: F821
-build_mixture(out.stem, snakemake.params.spec, Path(snakemake.config["cache_dir"]), out)  # noqa: F821
+sm = snakemake  # noqa: F821
+to_rule_log(sm)
+role = Path(sm.output[0]).stem
+build_mixture(sm.config["study"]["mixtures"][role], sm.params.spec, Path(sm.config["cache_dir"]),
+              Path(sm.output[0]), catalogue=sm.params.catalogue)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from _log import to_rule_log
 from analysis import figures
-from analysis.results import read_cell
+from analysis.results import read_cell, result_key
 
 sm = snakemake  # noqa: F821
 to_rule_log(sm)
@@ -18,7 +18,7 @@ for index in map(Path, sm.input):
     model, _, method, _ = seed_dir.parts[-5:-1]
     summary = Path(str(seed_dir).replace("/evals/", "/runs/", 1)) / "train_summary.json"
     resolved = json.loads(summary.read_text()).get("method", {}) if summary.exists() else {}
-    cell = read_cell(index, score)
+    cell = read_cell(index, result_key(sm.config["study"]["grid"]["mixture"], score))
     rows.append({"model": model, "method": method, "lr": resolved.get("lr"),
                  "r": resolved.get("r"), "weight_decay": resolved.get("weight_decay", 0.0),
                  "score": cell.value, "note": cell.reason})
