@@ -2,6 +2,8 @@
 # config -> prepared model/data -> runs/<run>/ (train) -> evals/<run>/ -> tables and figures.
 import itertools
 import json
+
+import yaml
 from pathlib import Path
 
 from analysis.tables import UNTUNED
@@ -139,3 +141,22 @@ def grid_inputs(wildcards):
     return [f"{RESULTS}/evals/{model}/{grid['mixture']}/{method}/{hp}/seed{seed}/index.json"
             for model in grid["models"] for method in methods
             for hp in grid_points(method) for seed in STUDY["seeds"]]
+
+
+def method_config(name):
+    """The method's own YAML (config/methods/<name>.yaml), e.g. to know its builder."""
+    return yaml.safe_load((Path(workflow.basedir) / "config" / "methods" / f"{name}.yaml").read_text())
+
+
+def sft_runs():
+    """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""
+    runs = []
+    for table in ("table1", "table2"):
+        for method in STUDY[table]["methods"]:
+            if method in UNTUNED or method_config(method)["builder"] != "sft":
+                continue
+            for role in STUDY[table]["columns"]:
+                if STUDY[table]["columns"][role]:
+                    runs += [f"{RESULTS}/runs/{model}/{role}/{method}/default/seed{seed}/train_summary.json"
+                             for model in STUDY["models"] for seed in STUDY["seeds"]]
+    return sorted(set(runs))

@@ -18,3 +18,18 @@ rule grid:
         runtime=5,
     script:
         "../scripts/grid.py"
+
+
+rule figure3:
+    input:
+        sft_runs(),
+    output:
+        report(f"{RESULTS}/figure3.png", caption="../report/figure3.rst", category="Figures"),
+    log:
+        f"{RESULTS}/logs/figure3.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=5,
+    script:
+        "../scripts/figure3.py"
