@@ -7,7 +7,7 @@ iteration each index was last grown) as safetensors plus the ``SftConfig`` JSON.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -37,6 +37,27 @@ def _logical_numel(param: Tensor) -> int:
     if type(param).__name__ == "Params4bit":
         return param.numel() * 2
     return param.numel()
+
+
+def _call_base_model(self, *args, **kwargs):
+    return self.base_model(*args, **kwargs)
+
+
+class _BaseModelForward:
+    """``SftModel.forward``: calls the base model; on an instance it carries the base model's
+    ``forward`` signature, which transformers.Trainer inspects to decide which dataset
+    columns to keep (on the class it is a plain function, which Trainer inspects too)."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return _call_base_model
+        base = instance.base_model
+
+        @functools.wraps(base.forward)
+        def forward(*args, **kwargs):
+            return base(*args, **kwargs)
+
+        return forward
 
 
 class SftModel(nn.Module):
@@ -72,8 +93,7 @@ class SftModel(nn.Module):
             _set_submodule(self.base_model, name,
                            SftLinear(self.base_model.get_submodule(name), indices, values, grown_at))
 
-    def forward(self, *args, **kwargs):
-        return self.base_model(*args, **kwargs)
+    forward = _BaseModelForward()
 
     def __getattr__(self, name: str):
         try:

@@ -132,3 +132,34 @@ def test_memory_scales_with_d_phi_not_d_theta(selection):
         assert small == 4000 * (4 + 4 + 4 + 12 + 16)
     else:
         assert small - small_rc == large - large_rc == 4000 * 12
+
+
+def test_import_needs_neither_transformers_nor_bitsandbytes():
+    import subprocess
+    import sys
+
+    code = ("import sys, sft; bad = [m for m in ('transformers', 'bitsandbytes', 'peft') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gradient_checkpointing_gives_the_same_selection():
+    def indices_after_training(checkpointing):
+        model = get_sft_model(tiny_llama(), SftConfig(density=0.05, reselection_steps=3,
+                                                      accumulation_steps=2))
+        model.train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        opt = SftAdamW(model.trainable_parameters_groups, lr=1e-2)
+        selector = SftSelector(model, opt, 10)
+        for step in range(6):
+            ids = token_batch(step)
+            model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+            opt.step()
+            opt.zero_grad()
+            selector.step()
+        return [layer.indices.clone() for _, layer in model.sft_layers()]
+
+    for a, b in zip(indices_after_training(False), indices_after_training(True)):
+        assert torch.equal(a, b)
