@@ -1,4 +1,5 @@
 """The DAG: config validation names the bad key, and every scale dry-runs."""
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def dry_run(*args, cwd=ROOT):
-    return subprocess.run([*SNAKEMAKE, "-n", "--quiet", "rules", *args], cwd=cwd,
+    return subprocess.run([*SNAKEMAKE, "-n", "--quiet=rules", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -62,3 +63,20 @@ def test_paper_config_dry_runs_on_slurm_profile():
     counts = job_counts(proc.stdout)
     assert counts["train"] == 2 * 5 * 3  # 2 sizes x 5 tuned methods x 3 mixtures
     assert "prepare_model" not in counts  # hub ids pass straight through
+
+
+def test_a_baseline_added_as_one_yaml_file_joins_the_tables(tmp_path):
+    """One YAML under the methods directory (here a copy, via SFT_METHODS_DIR) and the default
+    DAG trains, evaluates and tabulates it, with no other change."""
+    methods = tmp_path / "methods"
+    shutil.copytree(ROOT / "config" / "methods", methods)
+    (methods / "lora-r4.yaml").write_text(
+        "builder: peft\npeft_config: LoraConfig\ndefaults:\n  lr: 2.0e-4\n  weight_decay: 0.0\n"
+        "  r: 4\n  lora_alpha: 8\n  lora_dropout: 0.0\n  target_modules: all-linear\n")
+    env = {**os.environ, "SFT_METHODS_DIR": str(methods)}
+    proc = subprocess.run([*SNAKEMAKE, "-n", "results/table1.csv"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    trained = {line.split("method=")[1].split(",")[0] for line in proc.stdout.splitlines()
+               if "wildcards:" in line and "method=" in line}
+    assert "lora-r4" in trained and "lora" in trained

@@ -2,11 +2,11 @@
 # config -> prepared model/data -> runs/<run>/ (train) -> evals/<run>/ -> tables and figures.
 import itertools
 import json
-
-import yaml
 from pathlib import Path
 
 from analysis.tables import UNTUNED
+from baselines.config import available_methods, methods_dir, read_method_file, resolve_method
+from finetune.mixtures import validate_spec
 
 CACHE = config["cache_dir"]
 RESULTS = config["results_dir"]
@@ -73,7 +73,7 @@ def planned_runs(table):
     """{method: [(mixture role, benchmark), ...]} that this config evaluates for `table`."""
     spec = STUDY[table]
     pairs = [(r, b) for r, bs in spec["columns"].items() for b in bs]
-    return {m: pairs for m in spec["methods"]}
+    return {m: pairs for m in table_methods(table)}
 
 
 def table_inputs(table):
@@ -89,7 +89,6 @@ def table_inputs(table):
 
 def check_references():
     """Cross-references the schema cannot express, checked before any job starts."""
-    methods_dir = Path(workflow.basedir) / "config" / "methods"
     errors = []
     for i, name in enumerate(STUDY["models"]):
         if name not in config["models"]:
@@ -102,8 +101,23 @@ def check_references():
             if STUDY[table]["columns"][role] and role not in STUDY["mixtures"]:
                 errors.append(f"study.{table}.columns.{role}: no recipe for role {role!r} in study.mixtures")
         for i, method in enumerate(STUDY[table]["methods"]):
-            if method not in UNTUNED and not (methods_dir / f"{method}.yaml").exists():
-                errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no config/methods/{method}.yaml)")
+            if method not in UNTUNED + ("*",) and method not in available_methods():
+                errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
+    for name, spec in config["mixtures"].items():
+        try:
+            validate_spec(name, spec)
+        except ValueError as err:
+            errors.append(f"mixtures.{name}: {err}")
+    for method, overrides in config["method_overrides"].items():
+        try:
+            resolve_method(method, overrides)
+        except ValueError as err:
+            errors.append(f"method_overrides.{method}: {err}")
+    for i, search in enumerate(STUDY["grid"]["searches"]):
+        try:
+            resolve_method(search["method"], {k: v[0] for k, v in search.items() if k != "method"})
+        except ValueError as err:
+            errors.append(f"study.grid.searches[{i}]: {err}")
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
 
@@ -143,17 +157,26 @@ def grid_inputs(wildcards):
             for hp in grid_points(method) for seed in STUDY["seeds"]]
 
 
-def method_config(name):
-    """The method's own YAML (config/methods/<name>.yaml), e.g. to know its builder."""
-    return yaml.safe_load((Path(workflow.basedir) / "config" / "methods" / f"{name}.yaml").read_text())
+def table_methods(table):
+    """The table's methods, with "*" standing for every method file the config does not list
+    (config/methods/*.yaml): quantized ones join Table 2, the others Table 1. Adding a baseline
+    is then one YAML file."""
+    listed = STUDY[table]["methods"]
+    if "*" not in listed:
+        return listed
+    named = set(STUDY["table1"]["methods"]) | set(STUDY["table2"]["methods"])
+    quantized = table == "table2"
+    extra = [m for m in available_methods() if m not in named
+             and bool(read_method_file(m).get("defaults", {}).get("quantize")) == quantized]
+    return [m for m in listed if m != "*"] + extra
 
 
 def sft_runs():
     """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""
     runs = []
     for table in ("table1", "table2"):
-        for method in STUDY[table]["methods"]:
-            if method in UNTUNED or method_config(method)["builder"] != "sft":
+        for method in table_methods(table):
+            if method in UNTUNED or read_method_file(method)["builder"] != "sft":
                 continue
             for role in STUDY[table]["columns"]:
                 if STUDY[table]["columns"][role]:
