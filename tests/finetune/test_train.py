@@ -59,3 +59,38 @@ def test_non_finite_loss_stops_and_names_the_step(tiny_model_dir, mixture_path, 
 def test_unknown_train_key_fails(tiny_model_dir, mixture_path, tmp_path):
     with pytest.raises(ValueError, match="unknown key.*'max_step'"):
         train(tiny_model_dir, mixture_path, resolve_method("lora"), {"max_step": 3}, tmp_path)
+
+
+def _final_weights(run):
+    files = sorted((run / "artifact").glob("*.safetensors"))
+    return {k: v for f in files for k, v in load_file(f).items()}
+
+
+def test_gradient_accumulation_builds_the_effective_batch(tiny_model_dir, mixture_path, tmp_path):
+    method = resolve_method("full", {"lr": 1e-3})
+    base = {**CFG, "max_steps": 2, "warmup_ratio": 0.0}
+    train(tiny_model_dir, mixture_path, method, {**base, "batch_size": 4, "grad_accum": 1}, tmp_path / "big")
+    train(tiny_model_dir, mixture_path, method, {**base, "batch_size": 2, "grad_accum": 2}, tmp_path / "acc")
+    train(tiny_model_dir, mixture_path, method, {**base, "batch_size": 2, "grad_accum": 1}, tmp_path / "small")
+    big, acc, small = (_final_weights(tmp_path / n) for n in ("big", "acc", "small"))
+    assert all(torch.allclose(big[k], acc[k], atol=1e-5) for k in big)
+    assert not all(torch.allclose(big[k], small[k], atol=1e-5) for k in big)
+
+
+def test_activation_checkpointing_gives_the_same_training(tiny_model_dir, mixture_path, tmp_path):
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen.append(model.get_base_model().is_gradient_checkpointing)
+
+    method = resolve_method("lora")
+    train(tiny_model_dir, mixture_path, method, CFG, tmp_path / "plain", callbacks=[Probe()])
+    train(tiny_model_dir, mixture_path, method, {**CFG, "gradient_checkpointing": True}, tmp_path / "ckpt",
+          callbacks=[Probe()])
+    assert seen == [False, True]
+    a = read_metrics(tmp_path / "plain" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "ckpt" / "metrics.jsonl")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
