@@ -2,8 +2,8 @@
 
 State per tuned weight (all O(k)): `indices` (flat, int64), `orig` (pretrained values at the
 indices, so the artifact is a delta and weight decay pulls towards the pretrained weights),
-`exp_avg`, `exp_avg_sq` (fp32), and the transient `grad` (fp32 sum over the micro-batches of
-the current step). The dense gradient is never kept: the post-accumulate hook gathers it and
+`master` (fp32 tuned values: a bf16 weight would round small updates away), `exp_avg`,
+`exp_avg_sq` (fp32), and the transient `grad` (fp32 sum over the micro-batches of the step). The dense gradient is never kept: the post-accumulate hook gathers it and
 sets `param.grad = None`. The Trainer therefore sees no dense gradients; clipping to
 `max_grad_norm` happens here, on the gathered gradients.
 """
@@ -44,7 +44,8 @@ class SiftAdamW(torch.optim.Optimizer):
                 return
             self._scores.pop(param, None)
             indices = torch.topk(score, self.budget[param], sorted=False).indices.sort().values
-            state.update(indices=indices, orig=param.detach().reshape(-1)[indices].clone(),
+            orig = param.detach().reshape(-1)[indices].clone()
+            state.update(indices=indices, orig=orig, master=orig.to(torch.float32, copy=True),
                          exp_avg=torch.zeros(len(indices), device=param.device),
                          exp_avg_sq=torch.zeros(len(indices), device=param.device),
                          grad=torch.zeros(len(indices), device=param.device), step=0)
@@ -74,11 +75,11 @@ class SiftAdamW(torch.optim.Optimizer):
                 bias1 = 1 - beta1 ** state["step"]
                 bias2 = 1 - beta2 ** state["step"]
                 update = (state["exp_avg"] / bias1) / ((state["exp_avg_sq"] / bias2).sqrt() + group["eps"])
-                flat = param.data.view(-1)
-                values = flat[state["indices"]].float()
+                values = state["master"]
                 if group["weight_decay"]:
                     values -= group["lr"] * group["weight_decay"] * (values - state["orig"].float())
                 values -= group["lr"] * update
+                flat = param.data.view(-1)
                 flat[state["indices"]] = values.to(flat.dtype)
                 state["grad"].zero_()
         return loss
@@ -105,6 +106,5 @@ class SiftAdamW(torch.optim.Optimizer):
         out = {}
         for param, state in self.state.items():
             if "indices" in state:
-                current = param.detach().reshape(-1)[state["indices"]].float()
-                out[param] = (state["indices"], current - state["orig"].float())
+                out[param] = (state["indices"], state["master"] - state["orig"].float())
         return out

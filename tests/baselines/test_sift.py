@@ -70,3 +70,15 @@ def test_weight_decay_pulls_towards_pretrained_values():
     (idx_a, plain), (idx_b, decayed) = deltas
     assert torch.equal(idx_a, idx_b)
     assert (decayed.abs() < plain.abs()).all()
+
+
+def test_bf16_weights_keep_small_updates_in_an_fp32_master():
+    layer = _layer().to(torch.bfloat16)
+    opt = SiftAdamW([layer.weight], [5], lr=1e-5)
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    for _ in range(3):
+        layer(x).sum().backward()
+        opt.step()
+    _, delta = opt.deltas()[layer.weight]
+    # Adam moves each value by ~lr per step: 3e-5 in total, far below bf16's resolution near 0.3.
+    assert torch.allclose(delta.abs(), torch.full_like(delta, 3e-5), rtol=0.05)
