@@ -243,17 +243,26 @@ def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
     if not plans:
         return []
     compute = x2.dtype if x2.dtype in _SDDMM_DTYPES else torch.float32
-    masks = [p.mask if p.mask.dtype == compute else p.mask.to(compute) for p in plans]
     if x2.device.type != "cpu":
         g_t, x_c = g2.to(compute).t(), x2.to(compute)
+        masks = [p.mask if p.mask.dtype == compute else p.mask.to(compute) for p in plans]
         return [torch.sparse.sampled_addmm(m, g_t, x_c, beta=0.0).values() for m in masks]
     # sampled_addmm's CPU kernel dots rows of its first operand with columns of its second, so
     # it wants dY^T and X^T contiguous; copying them chunk by chunk keeps the copies in cache.
+    # Each chunk's products are added in place into one CSR accumulator per plan (beta=1).
     tokens = x2.shape[0]
     chunk = min(TOKEN_CHUNK, tokens)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        sums = [
+            torch.sparse_csr_tensor(
+                p.mask.crow_indices(), p.mask.col_indices(),
+                torch.zeros(p.num_indices, dtype=compute), p.shape, check_invariants=False,
+            )
+            for p in plans
+        ]
     g_buf = torch.empty(g2.shape[1], chunk, dtype=compute)
     x_buf = torch.empty(x2.shape[1], chunk, dtype=compute)
-    sums = [torch.zeros(p.num_indices, dtype=compute) for p in plans]
     for start in range(0, tokens, chunk):
         width = min(chunk, tokens - start)
         g_t, x_t = g_buf[:, :width], x_buf[:, :width]
@@ -262,9 +271,9 @@ def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
             x_t = torch.empty(x2.shape[1], width, dtype=compute)
         g_t.copy_(g2[start : start + width].t())
         x_t.copy_(x2[start : start + width].t())
-        for total, mask in zip(sums, masks):
-            total.add_(torch.sparse.sampled_addmm(mask, g_t, x_t.t(), beta=0.0).values())
-    return sums
+        for total in sums:
+            torch.sparse.sampled_addmm(total, g_t, x_t.t(), beta=1.0, out=total)
+    return [total.values() for total in sums]
 
 
 def _to_caller_order(values: Tensor, plan: DeltaGradPlan) -> Tensor:
