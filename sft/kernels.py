@@ -252,15 +252,14 @@ def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
     # Each chunk's products are added in place into one CSR accumulator per plan (beta=1).
     tokens = x2.shape[0]
     chunk = min(TOKEN_CHUNK, tokens)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-        sums = [
-            torch.sparse_csr_tensor(
-                p.mask.crow_indices(), p.mask.col_indices(),
-                torch.zeros(p.num_indices, dtype=compute), p.shape, check_invariants=False,
-            )
-            for p in plans
-        ]
+    # (No warnings filter here: the CSR "beta" warning fires once per process, in make_plan.)
+    sums = [
+        torch.sparse_csr_tensor(
+            p.mask.crow_indices(), p.mask.col_indices(),
+            torch.zeros(p.num_indices, dtype=compute), p.shape, check_invariants=False,
+        )
+        for p in plans
+    ]
     g_buf = torch.empty(g2.shape[1], chunk, dtype=compute)
     x_buf = torch.empty(x2.shape[1], chunk, dtype=compute)
     for start in range(0, tokens, chunk):
