@@ -36,13 +36,6 @@ def dense_weight(linear: nn.Linear) -> tuple[Tensor, bool]:
     return linear.weight, False
 
 
-def base_dtype(linear: nn.Linear) -> torch.dtype:
-    """The dtype W has once dequantized."""
-    if is_4bit(linear):
-        return linear.weight.quant_state.dtype
-    return linear.weight.dtype
-
-
 def replace_weight(linear: nn.Linear, weight: Tensor) -> None:
     """Store ``weight`` as the layer's new frozen weight, re-quantizing a 4-bit layer (which
     rounds: merging into NF4 is lossy, exactly as with qLoRA's merge)."""

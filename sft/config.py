@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .io import atomic_write_text
 
 CONFIG_NAME = "sft_config.json"
 SELECTIONS = ("ag", "ma")
@@ -158,15 +159,3 @@ class SftConfig:
             raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and ``os.replace``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

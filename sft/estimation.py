@@ -39,6 +39,24 @@ class CandidateEstimator:
         self.grad_sq_sum: Tensor | None = None
         self.num_steps = 0
 
+    @classmethod
+    def restore(cls, candidates: Tensor, grad_sum: Tensor, grad_sq_sum: Tensor, num_steps: int,
+                shape: tuple[int, int]) -> "CandidateEstimator":
+        """An estimator mid-phase, from statistics saved at an optimizer-step boundary."""
+        estimator = cls(candidates.numel(), shape, candidates.dtype)
+        estimator.candidates = candidates
+        estimator.plan = make_plan(candidates, shape)
+        estimator._step_grad = torch.zeros_like(grad_sum, dtype=torch.float32)
+        estimator.grad_sum = grad_sum.float()
+        estimator.grad_sq_sum = grad_sq_sum.float()
+        estimator.num_steps = num_steps
+        return estimator
+
+    @property
+    def in_middle_of_step(self) -> bool:
+        """True between a micro-batch's backward and the optimizer step's :meth:`end_step`."""
+        return self._observed_this_step
+
     @property
     def needs_dense_gradient(self) -> bool:
         """True until the candidates are picked, i.e. on the phase's first micro-batch."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base_weights import base_dtype, dense_weight
+from .base_weights import dense_weight
 from .estimation import CandidateEstimator
 from .kernels import DeltaGradPlan, delta_grad, plan_for
 from .targets import weight_shape
@@ -175,7 +175,3 @@ class SftLinear(nn.Module):
         total = sum(t.numel() * t.element_size() for t in tensors)
         return total + (self.estimator.state_bytes() if self.estimator is not None else 0)
 
-
-def base_compute_dtype(layer: SftLinear) -> torch.dtype:
-    """The dtype the frozen weight has once dequantized (what merges are computed in)."""
-    return base_dtype(layer.base_layer)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from .base_weights import dense_weight, replace_weight
 from .config import CONFIG_NAME, SftConfig
+from .io import atomic_save_safetensors
 from .layer import SftLinear
 from .targets import allocate_budget, find_target_linears, weight_shape
 
@@ -135,10 +135,7 @@ class SftModel(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``sft_model.safetensors`` (per layer: indices, values, grown_at, shape) and
         ``sft_config.json`` into ``save_directory``; both atomically."""
-        from safetensors.torch import save_file
-
         directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for name, layer in self.sft_layers():
             tensors[f"{name}.indices"] = layer.indices.detach().cpu().contiguous()
@@ -147,14 +144,7 @@ class SftModel(nn.Module):
             tensors[f"{name}.shape"] = torch.tensor(layer.shape, dtype=torch.int64)
         metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "num_reselections": str(self.num_reselections)}
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, directory / WEIGHTS_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_save_safetensors(tensors, directory / WEIGHTS_NAME, metadata)
         self.sft_config.save(directory / CONFIG_NAME)
         return directory
 

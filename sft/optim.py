@@ -12,6 +12,7 @@ The selector talks to them through :meth:`reset_state`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 from torch import Tensor
@@ -38,6 +39,20 @@ def _check_common(lr: float, eps: float, weight_decay: float) -> None:
 
 
 class _SftOptimizer(Optimizer):
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, except that state keeps its own dtypes: torch casts every floating state
+        tensor to the parameter's dtype, which for bf16 deltas would make the moments (and,
+        as floats, the ages) bf16; a bf16 age stops counting at 256."""
+        saved = {pid: {k: v for k, v in s.items() if torch.is_tensor(v)}
+                 for pid, s in state_dict["state"].items()}
+        super().load_state_dict(state_dict)
+        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        for pid, param in zip(saved_ids, params):
+            for key, value in saved.get(pid, {}).items():
+                dtype = torch.int32 if key == "age" else torch.float32
+                self.state[param][key] = value.to(device=param.device, dtype=dtype)
+
     def _group_of(self, param: Tensor) -> dict:
         for group in self.param_groups:
             if any(p is param for p in group["params"]):

@@ -18,14 +18,19 @@ Each grown entry records the reselection iteration (1, 2, ...) in ``grown_at`` (
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .estimation import CandidateEstimator
+from .io import atomic_save_safetensors
 from .layer import SftLinear
 from .optim import GrowthSeed, SftSM3, unwrap_optimizer
+
+SELECTOR_NAME = "sft_selector.safetensors"
 
 # Scores of at most this many positions exist at once while ranking SFT-MA growth.
 MA_CHUNK_ELEMENTS = 1 << 20
@@ -221,3 +226,63 @@ class SftSelector:
         grown = top_outer_product(row_acc, col_acc, k, torch.sort(excluded.long()).values)
         return self._replace(layer, dropped, grown, None)
 
+    # ---- resuming a run ---------------------------------------------------------------
+
+    def save(self, directory) -> Path:
+        """Write the schedule position and any estimation-phase statistics to
+        ``directory/sft_selector.safetensors`` (between optimizer steps only). Save the model
+        (``save_pretrained``) and the optimizer's ``state_dict`` beside it to resume a run."""
+        tensors, phase_steps = {}, {}
+        for name, layer in self._layers():
+            estimator = layer.estimator
+            if estimator is None or estimator.candidates is None:
+                continue
+            if estimator.in_middle_of_step:
+                raise RuntimeError("SftSelector.save() between micro-batches of a step: save "
+                                   "after the optimizer step and selector.step()")
+            tensors[f"{name}.candidates"] = estimator.candidates.cpu()
+            tensors[f"{name}.grad_sum"] = estimator.grad_sum.cpu()
+            tensors[f"{name}.grad_sq_sum"] = estimator.grad_sq_sum.cpu()
+            phase_steps[name] = estimator.num_steps
+        metadata = {"completed_steps": str(self.completed_steps),
+                    "next_reselection": str(self.next_reselection),
+                    "num_reselections": str(self.num_reselections),
+                    "total_steps": str(self.total_steps),
+                    "phase_steps": json.dumps(phase_steps)}
+        return atomic_save_safetensors(tensors, Path(directory) / SELECTOR_NAME, metadata)
+
+    def load(self, directory) -> None:
+        """Continue from a state written by :meth:`save` (into a selector built for the same
+        model, with the model's deltas and the optimizer's state already restored)."""
+        from safetensors import safe_open
+
+        path = Path(directory) / SELECTOR_NAME
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        try:
+            total = metadata["total_steps"]
+            completed = int(metadata["completed_steps"])
+            next_reselection = int(metadata["next_reselection"])
+            num_reselections = int(metadata["num_reselections"])
+            phase_steps = json.loads(metadata["phase_steps"])
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path}: bad or missing selector metadata ({err})") from None
+        layers = dict(self._layers())
+        unknown = sorted(set(phase_steps) - set(layers))
+        if unknown:
+            raise ValueError(f"{path}: statistics for layers this model lacks: {unknown[:4]}")
+        self.completed_steps = completed
+        self.next_reselection = next_reselection
+        self.model.num_reselections = num_reselections
+        if self.total_steps is None and total != "None":
+            self.total_steps = int(total)
+        for name, layer in layers.items():
+            layer.estimator = None
+            if name in phase_steps:
+                device = layer.indices.device
+                layer.estimator = CandidateEstimator.restore(
+                    tensors[f"{name}.candidates"].to(device), tensors[f"{name}.grad_sum"].to(device),
+                    tensors[f"{name}.grad_sq_sum"].to(device), int(phase_steps[name]), layer.shape)
+        if self.total_steps is not None:
+            self._maybe_begin_estimation()

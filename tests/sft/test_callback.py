@@ -23,10 +23,11 @@ class _Tokens(Dataset):
 
 
 def _args(tmp_path, **kw):
+    kw = {"save_strategy": "no", **kw}
     return TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2,
                              gradient_accumulation_steps=2, max_steps=8, learning_rate=1e-2,
-                             report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, dataloader_num_workers=0, **kw)
+                             report_to=[], logging_strategy="no", use_cpu=True,
+                             dataloader_num_workers=0, **kw)
 
 
 def _sft_model():
@@ -60,3 +61,25 @@ def test_trainer_built_default_optimizer_is_rejected(tmp_path):
                       callbacks=[SftTrainerCallback(SftSelector(model))])
     with pytest.raises(TypeError, match="optimizer_cls_and_kwargs"):
         trainer.train()
+
+
+def test_trainer_resume_from_checkpoint_continues_the_selection(tmp_path):
+    def run(out, resume=None, save_steps=None):
+        model = _sft_model()
+        selector = SftSelector(model)
+        save = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {}
+        args = _args(out, seed=3, **save)
+        trainer = Trainer(model=model, args=args, train_dataset=_Tokens(32),
+                          optimizer_cls_and_kwargs=(SftAdamW, {"lr": 1e-2}),
+                          callbacks=[SftTrainerCallback(selector)])
+        trainer.train(resume_from_checkpoint=resume)
+        return model, selector
+
+    straight, _ = run(tmp_path / "straight")
+    run(tmp_path / "first", save_steps=4)  # checkpoint-4 lies inside the phase for step 5
+    assert (tmp_path / "first" / "checkpoint-4" / "sft_selector.safetensors").is_file()
+    resumed, selector = run(tmp_path / "first", resume=str(tmp_path / "first" / "checkpoint-4"))
+    assert selector.completed_steps == 8 and selector.num_reselections == 2
+    for (_, a), (_, b) in zip(straight.sft_layers(), resumed.sft_layers()):
+        assert torch.equal(a.indices, b.indices)
+        torch.testing.assert_close(a.values, b.values)

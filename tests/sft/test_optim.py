@@ -115,3 +115,17 @@ def test_optimizer_argument_checks():
         SftAdamW([p], betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="invalid momentum"):
         SftSM3([_layer(4, 4, 2).values], momentum=1.0)
+
+
+def test_state_dict_roundtrip_keeps_fp32_moments_and_int_ages_for_bf16_values():
+    p = nn.Parameter(torch.zeros(6, dtype=torch.bfloat16))
+    opt = SftAdamW([p], lr=1e-3)
+    for _ in range(3):
+        p.grad = torch.full((6,), 1e-3, dtype=torch.bfloat16)
+        opt.step()
+    q = nn.Parameter(p.detach().clone())
+    restored = SftAdamW([q], lr=1e-3)
+    restored.load_state_dict(opt.state_dict())
+    state = restored.state[q]
+    assert state["exp_avg"].dtype == torch.float32 and state["age"].dtype == torch.int32
+    torch.testing.assert_close(state["exp_avg"], opt.state[p]["exp_avg"], rtol=0, atol=0)

@@ -185,3 +185,29 @@ def test_selector_rejects_wrong_optimizer(model):
         SftSelector(sft_model, SftAdamW(sft_model.trainable_parameters_groups), 10)
     with pytest.raises(TypeError, match="SftAdamW or SftSM3"):
         SftSelector(sft_model, torch.optim.AdamW(sft_model.trainable_parameters_groups), 10)
+
+
+@pytest.mark.parametrize("selection", ["ag", "ma"])
+def test_resume_mid_estimation_phase_equals_uninterrupted_run(tmp_path, selection):
+    from sft import SftModel
+
+    straight, _, opt, selector = _setup(selection, total=12)
+    _train(straight, opt, selector, 10)
+
+    first, _, opt, selector = _setup(selection, total=12)
+    _train(first, opt, selector, 5)  # phase for the reselection at 6 runs over steps 5 and 6
+    first.save_pretrained(tmp_path)
+    selector.save(tmp_path)
+    opt_state = opt.state_dict()
+
+    resumed = SftModel.from_pretrained(tiny_llama(), tmp_path, is_trainable=True)
+    opt_cls = SftAdamW if selection == "ag" else SftSM3
+    opt = opt_cls(resumed.trainable_parameters_groups, lr=1e-2)
+    opt.load_state_dict(opt_state)
+    selector = SftSelector(resumed, opt, 12)
+    selector.load(tmp_path)
+    assert selector.completed_steps == 5 and selector.num_reselections == 1
+    _train(resumed, opt, selector, 5, seed=5)
+    for (_, a), (_, b) in zip(straight.sft_layers(), resumed.sft_layers()):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.grown_at, b.grown_at)
+        torch.testing.assert_close(a.values, b.values)
