@@ -53,7 +53,8 @@ rule split_heldout:
 
 rule prepare_benchmark:
     output:
-        f"{RESULTS}/data/evals/{{bench}}.jsonl",
+        data=f"{RESULTS}/data/evals/{{bench}}.jsonl",
+        manifest=f"{RESULTS}/data/evals/{{bench}}.jsonl.manifest.json",
     params:
         cfg=lambda w: config["evals"][w.bench],
     log:
