@@ -67,6 +67,9 @@ class SftModel(nn.Module):
                  deltas: dict[str, tuple[Tensor, Tensor, Tensor]] | None = None,
                  trainable: bool = True):
         super().__init__()
+        if any(isinstance(m, SftLinear) for m in model.modules()):
+            raise ValueError("this model already carries sparse deltas; unload() or "
+                             "merge_and_unload() the previous SftModel first")
         self.base_model = model
         self.sft_config = config
         self.num_reselections = 0

@@ -94,6 +94,12 @@ def test_trainable_parameter_counts(capsys):
     assert "trainable params: 3,000 || all params:" in capsys.readouterr().out
 
 
+def test_refuses_to_wrap_twice():
+    model = get_sft_model(tiny_llama(), SftConfig(density=0.05))
+    with pytest.raises(ValueError, match="already carries sparse deltas"):
+        get_sft_model(model.base_model, SftConfig(density=0.05))
+
+
 def test_attribute_forwarding_and_generate():
     model = get_sft_model(tiny_llama(), SftConfig(density=0.05))
     assert model.config.hidden_size == 64

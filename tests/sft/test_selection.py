@@ -211,3 +211,18 @@ def test_resume_mid_estimation_phase_equals_uninterrupted_run(tmp_path, selectio
     for (_, a), (_, b) in zip(straight.sft_layers(), resumed.sft_layers()):
         assert torch.equal(a.indices, b.indices) and torch.equal(a.grown_at, b.grown_at)
         torch.testing.assert_close(a.values, b.values)
+
+
+def test_bf16_base_with_fp32_deltas_trains_and_reselects():
+    model = get_sft_model(tiny_llama(dtype=torch.bfloat16),
+                          SftConfig(density=0.05, reselection_steps=3, accumulation_steps=2))
+    opt = SftAdamW(model.trainable_parameters_groups, lr=1e-2)
+    selector = SftSelector(model, opt, 10)
+    _train(model, opt, selector, 1)
+    for _, layer in model.sft_layers():
+        assert layer.values.dtype == torch.float32
+        assert layer.estimator.grad_sum.dtype == torch.float32
+    _train(model, opt, selector, 1, seed=1)
+    assert selector.num_reselections == 1
+    for _, layer in model.sft_layers():
+        assert bool((layer.grown_at == 1).all()) and layer.base_layer.weight.dtype == torch.bfloat16
