@@ -64,22 +64,26 @@ def render_example(task_json: dict, example: dict) -> tuple[str, str] | None:
 
 
 def build_rows(spec: dict, cache_dir: Path) -> list[dict]:
-    """spec keys: `max_per_task` (default 100: BIG-bench task sizes range from 10s to 100k),
+    """spec keys: `max_per_task` (default 100 per top-level task, subtasks sharing it: BIG-bench
+    task sizes range from 10s to 100k),
     `max_task_bytes`, `tasks` (optional allow-list of task paths), `seed`."""
-    archive = fetch_archive(BIGBENCH, cache_dir, sdist=True)
-    rng = random.Random(spec.get("seed", 0))
-    cap = spec.get("max_per_task", 100)
     wanted = set(spec["tasks"]) if spec.get("tasks") else None
     if wanted:
         bad = sorted(t for t in wanted if excluded_name(t))
         if bad:
             raise ValueError(f"mixture spec 'tasks': {bad} are evaluation (BBH source) tasks")
-    rows = []
+    archive = fetch_archive(BIGBENCH, cache_dir, sdist=True)
+    rng = random.Random(spec.get("seed", 0))
+    cap = spec.get("max_per_task", 100)
+    by_task: dict[str, list[dict]] = {}
     for task, data in iter_task_files(archive, spec.get("max_task_bytes", DEFAULT_MAX_TASK_BYTES)):
         if wanted is not None and task not in wanted and task.split("/")[0] not in wanted:
             continue
         rendered = [r for r in (render_example(data, e) for e in data["examples"]) if r]
-        rng.shuffle(rendered)
-        rows += [{"prompt": p, "response": r, "source": f"bigbench-packaged/{task}"}
-                 for p, r in rendered[:cap]]
+        by_task.setdefault(task.split("/")[0], []).extend(
+            {"prompt": p, "response": r, "source": f"bigbench-packaged/{task}"} for p, r in rendered)
+    rows = []
+    for task in sorted(by_task):  # the cap is per task, shared by its subtasks (list_functions has 262)
+        rng.shuffle(by_task[task])
+        rows += by_task[task][:cap]
     return rows

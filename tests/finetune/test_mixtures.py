@@ -125,3 +125,27 @@ def test_injected_eval_items_are_dropped(tmp_path):
                              tmp_path / "clean.jsonl")
     assert [r["response"] for r in read_rows(tmp_path / "clean.jsonl")] == ["Boil water."]
     assert manifest["dropped_overlapping_evals"] == {"gsm8k": 1, "humaneval": 1, "mmlu": 1}
+
+
+def test_mix_takes_weighted_shares_of_named_components(tmp_path):
+    a = _write(tmp_path / "a.jsonl", [{"prompt": f"a{i}", "response": "r", "source": "a"} for i in range(40)])
+    b = _write(tmp_path / "b.jsonl", [{"prompt": f"b{i}", "response": "r", "source": "b"} for i in range(40)])
+    catalogue = {"first": {"source": "path", "path": str(a), "decontaminate": False},
+                 "second": {"source": "path", "path": str(b), "decontaminate": False}}
+    spec = {"source": "mix", "components": ["first", "second"], "weights": [3, 1], "max_examples": 20}
+    manifest = build_mixture("mix", spec, tmp_path, tmp_path / "mix.jsonl", catalogue=catalogue)
+    assert manifest["counts"] == {"a": 15, "b": 5}
+    assert len({r["prompt"] for r in read_rows(tmp_path / "mix.jsonl")}) == 20
+
+
+def test_bigbench_rendering_and_refusal_of_bbh_sources(tmp_path):
+    from finetune.mixtures.bigbench import render_example
+
+    task = {"task_prefix": "Pick the odd one out."}
+    assert render_example(task, {"input": "cat, dog, car", "target_scores": {"cat": 0, "car": 1}}) == (
+        "Pick the odd one out.\n\ncat, dog, car\nOptions:\n- cat\n- car", "car")
+    assert render_example({}, {"input": "2+2=", "target": ["4", "four"]}) == ("2+2=", "4")
+    assert render_example({}, {"input": "x", "target": ""}) is None
+    with pytest.raises(ValueError, match="BBH source"):
+        build_mixture("b", {"source": "bigbench-packaged", "tasks": ["anachronisms", "snarks"]},
+                      tmp_path, tmp_path / "b.jsonl")
