@@ -117,10 +117,18 @@ class SftLinear(nn.Module):
             grown_at = torch.zeros(indices.shape, dtype=torch.int32)
         self.register_buffer("grown_at", grown_at.to(device=device, dtype=torch.int32))
         self.values = nn.Parameter(values.to(device))
-        # Lets SftSM3 find this layer's geometry from the parameter alone.
-        self.values.sft_layer = self
+        self._link_values()
         self.estimator: CandidateEstimator | None = None
         self._plan: DeltaGradPlan | None = None
+
+    def _link_values(self) -> None:
+        # Lets SftSM3 find this layer's geometry from the parameter alone.
+        self.values.sft_layer = self
+
+    def __setstate__(self, state):
+        # deepcopy / unpickling rebuild the Parameter without its attributes: relink.
+        super().__setstate__(state)
+        self._link_values()
 
     @classmethod
     def with_random_indices(

@@ -105,6 +105,17 @@ def test_sm3_sparse_touches_only_active_rows_and_columns():
     assert opt.state[layer.values]["momentum_buffer"].shape == (5,)
 
 
+def test_sm3_works_on_a_deep_copy():
+    import copy
+
+    layer = copy.deepcopy(_layer(6, 5, 10))
+    assert layer.values.sft_layer is layer
+    opt = SftSM3([layer.values], lr=0.1)
+    layer.values.grad = torch.ones(10)
+    opt.step()
+    assert bool((layer.values != 0).all())
+
+
 def test_optimizer_argument_checks():
     p = nn.Parameter(torch.zeros(3))
     with pytest.raises(TypeError, match="only the 'values'"):
