@@ -1,7 +1,6 @@
 """SftModel: save/load (safetensors, no pickle), composition, merge, unload, counts, memory."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

@@ -65,4 +65,4 @@ def test_qsft_train_save_load_evaluate_without_merge(tmp_path):
     assert all(layer.values.dtype == torch.bfloat16 for _, layer in loaded.sft_layers())
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, expected)
-    assert all(type(l.base_layer.weight).__name__ == "Params4bit" for _, l in loaded.sft_layers())
+    assert all(type(layer.base_layer.weight).__name__ == "Params4bit" for _, layer in loaded.sft_layers())

@@ -166,7 +166,7 @@ def test_top_outer_product_matches_dense_and_chunks(monkeypatch):
 def test_ma_grows_by_sm3_accumulators():
     model, _, opt, selector = _setup("ma")
     _train(model, opt, selector, 7)
-    before = {n: l.indices.clone() for n, l in model.sft_layers()}
+    before = {n: layer.indices.clone() for n, layer in model.sft_layers()}
     _train(model, opt, selector, 1, seed=50)  # reselection at t = 8
     for name, layer in model.sft_layers():
         fresh = layer.grown_at == 2
