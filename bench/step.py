@@ -1,6 +1,6 @@
 """One training step: SFT-AG and SFT-MA vs LoRA at the equal budget, and vs the frozen floor.
 
-    python -m bench.step [--rank 8] [--rounds 10] [--threads 2] [--clock wall|cpu] [--no-memory]
+    python -m bench.step [--rank 8] [--rounds 5] [--selection-rounds 6] [--threads 2] [--clock wall|cpu] [--no-memory]
 
 SmolLM2-135M shapes (random init), 4 x 256 tokens, fp32. Contenders:
 - ``floor``: every weight frozen; the gradient flows through the activations only (forward +
@@ -9,9 +9,10 @@ SmolLM2-135M shapes (random init), 4 x 256 tokens, fp32. Contenders:
 - ``sft-ag`` / ``sft-ma``: ``sft.get_sft_model`` with ``sft.lora_equivalent_budget`` of the same
   rank, SftAdamW / SftSM3 and an ``SftSelector`` (S = 20, gamma = 5).
 
-Steps are interleaved round-robin; the table gives medians. SFT-AG's first steps are its
-gradient-estimation phase (the first with a dense dW per layer) and end in a reselection; they
-are reported apart from its steady-state steps. Peak memory is measured per contender in a
+Steps are interleaved round-robin; the table gives medians. Steady-state steps come first (no
+selection event); then the SFT contenders run with their selector attached: SFT-AG's
+gradient-estimation phase (its first step forms a dense dW per layer) ending in a reselection,
+reported per phase. Peak memory is measured per contender in a
 fresh process (Linux VmHWM, reset before the steps) and reported above the frozen model.
 """
 
@@ -116,27 +117,39 @@ class Contender:
         return phase
 
 
-def run_timing(names, rank: int, rounds: int, layers: int, clock: str) -> tuple[dict, dict]:
-    """Per contender and phase, the seconds of each timed step; and the SFT budgets."""
+def run_timing(names, rank: int, rounds: int, selection_rounds: int, layers: int,
+               clock: str) -> tuple[dict, dict]:
+    """Per contender and phase, the seconds of each timed step; and the SFT budgets.
+
+    First ``rounds`` steady-state steps of every contender; then ``selection_rounds`` steps of
+    the SFT contenders with their selector attached (SFT-AG's estimation phase: one step with
+    a dense dW, then sparse candidate gradients, then the reselection).
+    """
     now = CLOCKS[clock]
     contenders = [Contender(name, rank, layers) for name in names]
     for contender in contenders:
         contender.now = now
-    for contender in contenders:  # warm-up: allocator, optimizer state, plans
-        contender.step()
-        contender.start_selection()
+        contender.step()  # warm-up: allocator, optimizer state, plans
     times: dict[str, dict[str, list[float]]] = {c.name: defaultdict(list) for c in contenders}
-    for rnd in range(rounds):
-        shift = rnd % len(contenders)
-        for contender in contenders[shift:] + contenders[:shift]:
-            start = now()
-            phase = contender.step()
-            times[contender.name][phase].append(now() - start)
-        print(f"  round {rnd + 1}/{rounds} done", file=sys.stderr, flush=True)
-    for contender in contenders:
+
+    def timed_rounds(group, count, label):
+        for rnd in range(count):
+            shift = rnd % len(group)
+            for contender in group[shift:] + group[:shift]:
+                start = now()
+                phase = contender.step()
+                times[contender.name][phase].append(now() - start)
+            print(f"  {label} round {rnd + 1}/{count} done", file=sys.stderr, flush=True)
+
+    timed_rounds(contenders, rounds, "steady-state")
+    sft = [c for c in contenders if c.name.startswith("sft")]
+    for contender in sft:
+        contender.start_selection()
+    timed_rounds(sft, selection_rounds if sft else 0, "selection")
+    for contender in sft:
         if contender.selector_seconds:
             times[contender.name]["reselect"] = contender.selector_seconds
-    budgets = {c.name: c.budget for c in contenders if hasattr(c, "budget")}
+    budgets = {c.name: c.budget for c in sft}
     return times, budgets
 
 
@@ -169,12 +182,14 @@ def memory_in_subprocess(name: str, rank: int, steps: int, threads: int, layers:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="steady-state rounds")
+    parser.add_argument("--selection-rounds", type=int, default=6,
+                        help="SFT steps with the selector on: 6 = SFT-AG's estimation + reselection")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-steps", type=int, default=6,
-                        help="steps per memory run: 6 covers SFT-AG's estimation and reselection")
+    parser.add_argument("--memory-steps", type=int, default=2,
+                        help="steps per memory run; SFT-AG's first is its dense estimation step")
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="cpu: process CPU time, robust to other processes' load with --threads 1",
@@ -192,7 +207,8 @@ def main(argv=None) -> None:
           f"{BATCH} x {SEQ} tokens, fp32, "
           f"LoRA rank {args.rank} and the equal SFT budget, median {args.clock} time over "
           f"{args.rounds} interleaved rounds")
-    times, budgets = run_timing(args.contenders, args.rank, args.rounds, args.layers, args.clock)
+    times, budgets = run_timing(args.contenders, args.rank, args.rounds, args.selection_rounds,
+                                args.layers, args.clock)
     for name, budget in budgets.items():
         print(f"{name}: {budget} tunable weights (= LoRA rank {args.rank} on {len(PROJECTIONS)} "
               "projections)")
