@@ -12,6 +12,7 @@ import argparse
 
 import torch
 
+import sft.kernels as kernels
 from bench.timing import CLOCKS, interleaved_medians, machine_line
 from sft.kernels import DENSE, SDDMM, delta_grad, make_plan
 
@@ -25,7 +26,20 @@ SHAPES = {
 DENSITIES = (0.003, 0.01, 0.03, 0.10, 0.20)
 
 
-def bench_shape(shape, density, tokens, repeats, clock, gen) -> dict:
+def _with_chunk(chunk: int, fn):
+    """``fn`` run with the SDDMM's token chunk set to ``chunk`` (to compare chunk sizes)."""
+
+    def run():
+        default, kernels.TOKEN_CHUNK = kernels.TOKEN_CHUNK, chunk
+        try:
+            return fn()
+        finally:
+            kernels.TOKEN_CHUNK = default
+
+    return run
+
+
+def bench_shape(shape, density, tokens, repeats, clock, gen, chunks=()) -> dict:
     d_out, d_in = shape
     count = max(1, round(density * d_out * d_in))
     indices = torch.randperm(d_out * d_in, generator=gen)[:count]
@@ -36,8 +50,11 @@ def bench_shape(shape, density, tokens, repeats, clock, gen) -> dict:
         delta_grad(x, grad_out, plans[SDDMM]), delta_grad(x, grad_out, plans[DENSE]),
         rtol=1e-3, atol=1e-3,
     )
+    contenders = {name: (lambda p=plan: delta_grad(x, grad_out, p)) for name, plan in plans.items()}
+    for chunk in chunks:
+        contenders[f"chunk {chunk}"] = _with_chunk(chunk, contenders[SDDMM])
     times = interleaved_medians(
-        {name: (lambda p=plan: delta_grad(x, grad_out, p)) for name, plan in plans.items()},
+        contenders,
         repeats,
         clock=clock,
     )
@@ -51,6 +68,11 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--densities", type=float, nargs="+", default=DENSITIES)
     parser.add_argument(
+        "--token-chunks", type=int, nargs="*", default=[],
+        help="also time the SDDMM with these token-chunk sizes (default chunk: "
+        f"{kernels.TOKEN_CHUNK})",
+    )
+    parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall",
         help="cpu: process CPU time, robust to other processes' load with --threads 1",
     )
@@ -62,14 +84,19 @@ def main(argv=None) -> None:
         f"delta_grad, fp32, {args.tokens} tokens, median {args.clock} time of {args.repeats} "
         "interleaved runs"
     )
-    print("| shape | density | active | dense+gather ms | sddmm ms | dense/sddmm | dispatch |")
-    print("|---|---|---|---|---|---|---|")
+    extra = [f"chunk {c}" for c in args.token_chunks]
+    print("| shape | density | active | dense+gather ms | sddmm ms | dense/sddmm | dispatch |"
+          + "".join(f" sddmm, {name} ms |" for name in extra))
+    print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
     for label, shape in SHAPES.items():
         for density in args.densities:
-            r = bench_shape(shape, density, args.tokens, args.repeats, args.clock, gen)
+            r = bench_shape(
+                shape, density, args.tokens, args.repeats, args.clock, gen, args.token_chunks
+            )
             print(
                 f"| {label} | {density:.1%} | {r['count']} | {r[DENSE] * 1e3:.2f} | "
-                f"{r[SDDMM] * 1e3:.2f} | {r[DENSE] / r[SDDMM]:.2f}x | {r['auto']} |",
+                f"{r[SDDMM] * 1e3:.2f} | {r[DENSE] / r[SDDMM]:.2f}x | {r['auto']} |"
+                + "".join(f" {r[name] * 1e3:.2f} |" for name in extra),
                 flush=True,
             )
     print(machine_line())
