@@ -194,3 +194,17 @@ def test_calibration_times_both_paths_once_per_geometry(monkeypatch):
     count = len(calls)
     assert kernels.calibrated_method(3, (16, 8), torch.device("cpu"), tokens=32) == first
     assert len(calls) == count  # cached
+
+
+def test_non_cpu_devices_dispatch_by_timing(monkeypatch):
+    seen = []
+
+    def fake_calibration(count, shape, device):
+        seen.append((count, shape, device.type))
+        return kernels.DENSE
+
+    monkeypatch.setattr(kernels, "calibrated_method", fake_calibration)
+    assert kernels.choose_method(10, (8, 8), torch.device("cuda")) == kernels.DENSE
+    assert seen == [(10, (8, 8), "cuda")]
+    assert kernels.choose_method(10, (1536, 576), torch.device("cpu")) == kernels.SDDMM
+    assert len(seen) == 1  # the CPU uses its cost model, not timing
