@@ -66,15 +66,18 @@ def test_paper_config_dry_runs_on_slurm_profile():
 
 
 def test_a_baseline_added_as_one_yaml_file_joins_the_tables(tmp_path):
-    """One YAML under the methods directory (here a copy, via SFT_METHODS_DIR) and the default
-    DAG trains, evaluates and tabulates it, with no other change."""
+    """One YAML under the methods directory (here a copy, via SFT_METHODS_DIR) and a study whose
+    table lists "*" trains, evaluates and tabulates it, with no other change."""
     methods = tmp_path / "methods"
     shutil.copytree(ROOT / "config" / "methods", methods)
     (methods / "lora-r4.yaml").write_text(
         "builder: peft\npeft_config: LoraConfig\ndefaults:\n  lr: 2.0e-4\n  weight_decay: 0.0\n"
         "  r: 4\n  lora_alpha: 8\n  lora_dropout: 0.0\n  target_modules: all-linear\n")
+    every_method = tmp_path / "every-method.yaml"
+    every_method.write_text('study:\n  table1:\n    methods: [original, lora, "*"]\n')
     env = {**os.environ, "SFT_METHODS_DIR": str(methods)}
-    proc = subprocess.run([*SNAKEMAKE, "-n", "results/table1.csv"], cwd=ROOT, env=env,
+    proc = subprocess.run([*SNAKEMAKE, "-n", f"--configfile={every_method}", "results/table1.csv"],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     trained = {line.split("method=")[1].split(",")[0] for line in proc.stdout.splitlines()
