@@ -148,19 +148,112 @@ def test_ag_growth_and_seeded_moments_match_dense_reference(micro_batches):
         assert bool((state["age"] == 2).all())
 
 
-def test_top_outer_product_matches_dense_and_chunks(monkeypatch):
+def _dense_growth(row, col, k, excluded):
+    """Reference: the dense fp32 scores, excluded set to -inf, top k by (score desc, flat asc)."""
+    scores = (row.float()[:, None] * col.float()[None, :]).reshape(-1)
+    scores[excluded] = -math.inf
+    return torch.sort(torch.sort(scores, descending=True, stable=True).indices[:k]).values
+
+
+def _growth(row, col, k, excluded, **kwargs):
+    return torch.sort(top_outer_product(row, col, k, excluded, **kwargs)).values
+
+
+def _accumulators(kind, d_out, d_in, g):
+    if kind == "continuous":
+        return torch.rand(d_out, generator=g), torch.rand(d_in, generator=g)
+    if kind == "few values":  # many exact ties, and zero rows/columns
+        return (torch.randint(0, 3, (d_out,), generator=g).float(),
+                torch.randint(0, 3, (d_in,), generator=g).float())
+    if kind == "zeros":
+        return torch.zeros(d_out), torch.zeros(d_in)
+    # bf16 with a wide range: products that round to equal fp32 scores
+    return (torch.rand(d_out, generator=g).bfloat16(),
+            (torch.rand(d_in, generator=g) ** 4).bfloat16())
+
+
+@pytest.mark.parametrize("kind", ["continuous", "few values", "zeros", "bf16"])
+def test_top_outer_product_equals_dense_topk_over_random_cases(kind):
+    g = torch.Generator().manual_seed(len(kind))
+    for _ in range(40):
+        d_out, d_in = (int(x) for x in torch.randint(1, 40, (2,), generator=g))
+        row, col = _accumulators(kind, d_out, d_in, g)
+        numel = d_out * d_in
+        num_excluded = int(torch.randint(0, numel + 1, (1,), generator=g))
+        excluded = torch.sort(torch.randperm(numel, generator=g)[:num_excluded]).values
+        k = int(torch.randint(0, numel - num_excluded + 1, (1,), generator=g))
+        expected = _dense_growth(row, col, k, excluded)
+        for chunk_elements in (1, 64, 1 << 20):  # one, a few and many thresholds per round
+            assert torch.equal(_growth(row, col, k, excluded, chunk_elements=chunk_elements),
+                               expected), (d_out, d_in, k, num_excluded, chunk_elements)
+
+
+def test_top_outer_product_edge_cases():
     g = torch.Generator().manual_seed(0)
     row, col = torch.rand(37, generator=g), torch.rand(23, generator=g)
     excluded = torch.sort(torch.randperm(37 * 23, generator=g)[:100]).values
-    sizes = []
-    real_outer = torch.outer
-    monkeypatch.setattr(torch, "outer", lambda a, b: sizes.append(a.numel() * b.numel()) or real_outer(a, b))
-    got = top_outer_product(row, col, 50, excluded, chunk_elements=100)
-    scores = torch.outer(row, col).reshape(-1)
-    scores[excluded] = -math.inf
-    expected = torch.topk(scores, 50).indices
-    assert set(got.tolist()) == set(expected.tolist())
-    assert max(sizes[:-1]) <= 100 and len(sizes) > 5
+    assert torch.equal(_growth(row, col, 50, excluded), _dense_growth(row, col, 50, excluded))
+    assert top_outer_product(row, col, 0, excluded).numel() == 0
+    inactive = torch.ones(37 * 23, dtype=torch.bool)
+    inactive[excluded] = False
+    assert torch.equal(_growth(row, col, 37 * 23 - 100, excluded), inactive.nonzero().squeeze(1))
+    # all-zero accumulators: everything ties, the smallest non-excluded flat indices win
+    zeros = _growth(torch.zeros(37), torch.zeros(23), 300, excluded)
+    assert torch.equal(zeros, inactive.nonzero().squeeze(1)[:300])
+    # -0.0 is zero too
+    assert torch.equal(_growth(-torch.zeros(37), col, 300, excluded), zeros)
+    with pytest.raises(RuntimeError, match="fewer inactive positions"):
+        top_outer_product(row, col, 37 * 23 - 99, excluded)
+
+
+def test_top_outer_product_is_deterministic_under_ties():
+    """Ties are broken by flat index, not by whatever order a top-k kernel returns: the same
+    call, any chunking, gives the same entries in the same order (identical across ranks)."""
+    row = torch.tensor([2.0, 1.0, 2.0, 0.0, 1.0] * 8)
+    col = torch.tensor([1.0, 2.0, 2.0, 1.0] * 9)
+    excluded = torch.arange(0, 40 * 36, 7)
+    first = top_outer_product(row, col, 333, excluded)
+    for chunk_elements in (1, 100, 1 << 20):
+        assert torch.equal(top_outer_product(row, col, 333, excluded,
+                                             chunk_elements=chunk_elements), first)
+    assert torch.equal(torch.sort(first).values, _dense_growth(row, col, 333, excluded))
+
+
+def test_top_outer_product_rejects_bad_inputs():
+    row, col, none = torch.rand(4), torch.rand(5), torch.empty(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="non-negative"):
+        top_outer_product(-row, col, 1, none)
+    with pytest.raises(ValueError, match="finite"):
+        top_outer_product(row, col.clone().fill_(math.nan), 1, none)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        top_outer_product(row, col, 1, torch.tensor([3, 1]))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        top_outer_product(row, col, 1, torch.tensor([20]))
+    with pytest.raises(ValueError, match="1-D"):
+        top_outer_product(row[:, None], col, 1, none)
+
+
+def test_top_outer_product_never_builds_dense_scores():
+    """A 2**18 x 2**18 matrix: its dense scores alone would take 256 GiB, so any dense scan
+    fails (or never ends) here. The top k non-excluded entries lie in the top k + |excluded|
+    rows and columns, which gives a small dense reference."""
+    g = torch.Generator().manual_seed(0)
+    side, k = 1 << 18, 500
+    row, col = torch.rand(side, generator=g), torch.rand(side, generator=g)
+    top_rows = torch.topk(row, 700).indices
+    top_cols = torch.topk(col, 700).indices
+    block = (top_rows[:, None] * side + top_cols[None, :]).reshape(-1)
+    excluded = torch.sort(block[torch.randperm(block.numel(), generator=g)[:200]]).values
+    block = torch.sort(block).values  # flat order, for the tie-break by stable sort
+    block_scores = row[block // side] * col[block % side]
+    block_scores[torch.isin(block, excluded)] = -math.inf
+    best = torch.sort(block_scores, descending=True, stable=True).indices[:k]
+    assert torch.equal(_growth(row, col, k, excluded), torch.sort(block[best]).values)
+    # Everything tied at 0: only the first rows' ties are listed, not all 2**36 positions.
+    zeros = torch.zeros(side)
+    inactive = torch.arange(k + 300)
+    inactive = inactive[~torch.isin(inactive, excluded)][:k]
+    assert torch.equal(_growth(zeros, zeros, k, excluded), inactive)
 
 
 def test_ma_grows_by_sm3_accumulators():
