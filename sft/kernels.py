@@ -35,7 +35,9 @@ CPU_TRANSPOSE_COST = 62.0
 CPU_DOT_COST = 4.2
 
 # On CPU the SDDMM runs over chunks of this many tokens so that the transposed chunks of X and
-# dY stay in cache between the copy and the dot products (about 25% faster than one call).
+# dY stay in cache between the copy and the dot products (about 25% less CPU time than one
+# call). Each chunk is 3 multi-threaded ops, which cost extra on an oversubscribed machine;
+# `python -m bench.kernels --token-chunks ...` compares sizes.
 TOKEN_CHUNK = 256
 
 # sampled_addmm computes in fp32/fp64 only on CPU; other dtypes go through fp32.
