@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .base_weights import dense_weight
 from .estimation import CandidateEstimator
-from .kernels import DeltaGradPlan, delta_grad, plan_for
+from .kernels import DeltaGradPlan, delta_grad, delta_grads, plan_for
 from .targets import weight_shape
 
 
@@ -77,10 +77,11 @@ class _SparseDeltaLinear(torch.autograd.Function):
                 grad_values = dense.reshape(-1)[indices.long()]
                 estimator.observe_dense(dense)
                 del dense
+            elif estimator is not None:  # active deltas and candidates share the transposes
+                grad_values, candidates = delta_grads(x, grad_out, [ctx.plan, estimator.plan])
+                estimator.observe(candidates)
             else:
                 grad_values = delta_grad(x, grad_out, ctx.plan)
-                if estimator is not None:
-                    estimator.observe(delta_grad(x, grad_out, estimator.plan))
             grad_values = grad_values.to(values.dtype)
         return grad_x, grad_values, None, None
 
