@@ -36,24 +36,21 @@ def sft_config(model, method: dict):
 
 @register("sft")
 class SftBuilder(Builder):
-    owns_checkpoints = True  # an SftModel is no PreTrainedModel: checkpoint its deltas only
+    # An SftModel is no PreTrainedModel (and the Trainer's own save of its state dict fails on
+    # tied embeddings): a checkpoint holds the deltas (save_pretrained), the Trainer's optimizer,
+    # scheduler, RNG and state files, and the selector's file (SftTrainerCallback.on_save).
+    owns_checkpoints = True
 
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         from sft import get_sft_model
 
         base = load_base(model_path, ctx.dtype, method.get("quantize"))
-        model = get_sft_model(base, sft_config(base, method))
-        if method.get("quantize"):
-            # The Trainer refuses a quantized model unless an adapter is attached; the sparse
-            # deltas are that adapter (transformers checks this flag, set by its peft support).
-            model._hf_peft_config_loaded = True
-        return model
+        return get_sft_model(base, sft_config(base, method))
 
     def restore_checkpoint(self, model, directory: Path) -> None:
-        raise RuntimeError(
-            f"cannot resume the SFT run from {directory}: the sft library does not checkpoint "
-            "its selector state yet (SftTrainerCallback refuses mid-run resumption). Delete "
-            f"{Path(directory).parent} to restart the run from step 0.")
+        # In place, before the Trainer loads the optimizer state into the same `values`
+        # tensors; the selector's state comes back in SftTrainerCallback.on_train_begin.
+        model.load_deltas(directory)
 
     def optimizer(self, model, method: dict, ctx: BuildContext):
         from sft import SftAdamW, SftSM3

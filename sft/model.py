@@ -98,6 +98,11 @@ class SftModel(nn.Module):
 
     forward = _BaseModelForward()
 
+    @property
+    def _hf_peft_config_loaded(self) -> bool:
+        """transformers.Trainer trains a 4-bit model only with trainable adapters, as the deltas are."""
+        return any(layer.values.requires_grad for _, layer in self.sft_layers())
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
@@ -174,6 +179,34 @@ class SftModel(nn.Module):
                 layer.values.data = layer.values.data.to(config.torch_delta_dtype)
         return sft
 
+    def load_deltas(self, directory: str | os.PathLike) -> None:
+        """Overwrite the deltas in place with those ``save_pretrained`` wrote into ``directory``
+        (same config, layers and sizes), e.g. to resume a run: the optimizer keeps its
+        references to the ``values`` tensors, so its ``state_dict`` can be loaded afterwards.
+        Everything is checked before anything is changed."""
+        directory = Path(directory)
+        saved_config = SftConfig.load(directory / CONFIG_NAME)
+        if saved_config != self.sft_config:
+            raise ValueError(f"{directory / CONFIG_NAME}: saved with {saved_config}, but this "
+                             f"model has {self.sft_config}")
+        path = directory / WEIGHTS_NAME
+        deltas, num_reselections = read_deltas(path, self.base_model)
+        layers = dict(self.sft_layers())
+        if deltas.keys() != layers.keys():
+            differ = sorted(deltas.keys() ^ layers.keys())
+            raise ValueError(f"{path}: its layers differ from this model's, e.g. {differ[:4]}")
+        for name, (indices, _, _) in deltas.items():
+            if indices.numel() != layers[name].num_active:
+                raise ValueError(f"{path}: {name} has {indices.numel()} entries, this model's "
+                                 f"layer {layers[name].num_active}")
+        with torch.no_grad():
+            for name, (indices, values, grown_at) in deltas.items():
+                layer = layers[name]
+                layer.indices.copy_(indices)  # in place: the kernel plan sees the new version
+                layer.values.copy_(values)
+                layer.grown_at.copy_(grown_at)
+        self.num_reselections = num_reselections
+
     # ---- leaving the SFT ---------------------------------------------------------------
 
     def _restore(self, merge: bool) -> nn.Module:
@@ -229,6 +262,8 @@ def read_deltas(path: Path, model: nn.Module) -> tuple[dict[str, tuple[Tensor, T
             linear = model.get_submodule(name)
         except AttributeError:
             raise ValueError(f"{path}: key {name!r} names no module of {type(model).__name__}") from None
+        if isinstance(linear, SftLinear):  # a model carrying deltas: check the frozen layer
+            linear = linear.base_layer
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"{path}: {name!r} is a {type(linear).__name__}, not a linear layer")
         shape = tuple(int(s) for s in fields["shape"].tolist())
