@@ -22,7 +22,8 @@ CFG = {"max_steps": 6, "batch_size": 2, "grad_accum": 2, "max_length": 64, "logg
 # SpIEL with S = 3, gamma = 2 over the 6 steps: reselections after steps 2 and 5, and the
 # estimation phase of the second (steps 4-5) straddles checkpoint-4, so the kill after step 5
 # loses a reselection and the resumed run must finish that phase from saved statistics.
-OVERRIDES = {name: {"reselection_steps": 3, "accumulation_steps": 2} for name in ("sft-ag", "sft-ma")}
+OVERRIDES = {name: {"reselection_steps": 3, "accumulation_steps": 2}
+             for name in ("sft-ag", "sft-ma", "qsft-ag", "qsft-ma")}
 CHILD = """
 import os, signal, sys, torch
 from pathlib import Path
@@ -55,7 +56,8 @@ def _weights(artifact: Path) -> dict:
     return {f"{f.name}:{k}": v for f in files for k, v in load_file(f).items()}
 
 
-@pytest.mark.parametrize("name", ["lora", "sft-ag", "sft-ma", pytest.param("sift", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["lora", "sft-ag", "sft-ma", *(
+    pytest.param(name, marks=pytest.mark.slow) for name in ("sift", "qsft-ag", "qsft-ma"))])
 def test_killed_run_resumes_bit_identically(name, tiny_model_dir, mixture_path, tmp_path):
     killed = _run(tiny_model_dir, mixture_path, tmp_path / "resumed", name, kill_at=5)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -66,7 +68,7 @@ def test_killed_run_resumes_bit_identically(name, tiny_model_dir, mixture_path, 
         selector = tmp_path / "resumed" / "checkpoints" / "checkpoint-4" / "sft_selector.safetensors"
         with safe_open(str(selector), framework="pt") as handle:
             phase_steps = json.loads(handle.metadata()["phase_steps"])
-        assert set(phase_steps.values()) == ({1} if name == "sft-ag" else set())
+        assert set(phase_steps.values()) == ({1} if name.endswith("-ag") else set())
 
     resumed = _run(tiny_model_dir, mixture_path, tmp_path / "resumed", name, kill_at=0)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
