@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback,
+                          TrainingArguments, set_seed)
 
 from baselines.loading import atomic_dir, resolve_bf16
 from baselines.registry import BuildContext, get_builder
@@ -62,6 +62,26 @@ def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[di
         raise ValueError(f"{data_path}: no example has a trainable token within max_length="
                          f"{max_length}; refusing a zero-step run")
     return kept, len(rows) - len(kept)
+
+
+CHECKPOINT_COMPLETE = "checkpoint-complete"
+
+
+class MarkCheckpointComplete(TrainerCallback):
+    """Runs after every other part of a checkpoint is on disk (Trainer state, optimizer, the
+    builder's callbacks such as SpIEL's selector state): a checkpoint folder without this marker
+    was torn by a kill and is skipped on resume."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            (Path(args.output_dir) / f"checkpoint-{state.global_step}" / CHECKPOINT_COMPLETE).touch()
+
+
+def last_complete_checkpoint(directory: Path) -> str | None:
+    """The newest checkpoint whose save finished, or None."""
+    done = [p for p in Path(directory).glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / CHECKPOINT_COMPLETE).exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
 class HarnessTrainer(Trainer):
@@ -138,11 +158,12 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         optimizers=(optimizer, None),
-        callbacks=[recorder, *builder.callbacks(model, method, optimizer), *(callbacks or [])],
+        callbacks=[recorder, *builder.callbacks(model, method, optimizer),
+                   MarkCheckpointComplete(), *(callbacks or [])],
         recorder=recorder, builder=builder)
 
     checkpoint_dir = out_dir / "checkpoints"
-    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    resume = last_complete_checkpoint(checkpoint_dir)
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

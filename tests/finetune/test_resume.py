@@ -86,3 +86,17 @@ def test_killed_run_resumes_bit_identically(name, tiny_model_dir, mixture_path, 
     rows_b = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     assert [r["step"] for r in rows_a] == [1, 2, 3, 4, 5, 6]  # step 5 re-run, not duplicated
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+
+
+def test_resume_skips_a_checkpoint_torn_by_a_kill(tmp_path):
+    """A kill between the Trainer's files and the last callback's leaves a folder without the
+    completion marker: resuming takes the newest complete checkpoint instead."""
+    from finetune.train import CHECKPOINT_COMPLETE, last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none-yet") is None
+    for step, complete in [(2, True), (4, True), (10, True), (12, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / CHECKPOINT_COMPLETE).touch()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
