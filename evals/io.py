@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from finetune.jsonl import iter_jsonl
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` to a temp file beside `path`, then `os.replace` it into place."""
@@ -38,19 +40,7 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Read one JSON object per non-empty line; a bad line raises naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    return [row for _, row in iter_jsonl(path)]
 
 
 def require(row: dict, keys: Iterable[str], where: str) -> None:

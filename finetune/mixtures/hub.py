@@ -7,8 +7,9 @@ Handles the paper's three hub sets: Tulu-format `messages` lists (`allenai/tulu-
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from finetune.jsonl import iter_jsonl
 
 
 def normalise(raw: dict, where: str, source: str) -> dict | None:
@@ -49,15 +50,8 @@ def path_rows(spec: dict) -> list[dict]:
     if not spec.get("path") or not path.exists():
         raise ValueError(f"mixture spec with source 'path' needs an existing 'path' (got {spec.get('path')!r})")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            row = normalise(raw, f"{path}:{lineno}", path.stem)
-            if row:
-                rows.append(row)
+    for lineno, raw in iter_jsonl(path):
+        row = normalise(raw, f"{path}:{lineno}", path.stem)
+        if row:
+            rows.append(row)
     return rows

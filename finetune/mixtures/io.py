@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from finetune.jsonl import iter_jsonl
+
 ROW_KEYS = ("prompt", "response", "source")
 
 
@@ -42,21 +44,12 @@ def read_rows(path: Path) -> list[dict]:
     """Rows of a prepared mixture; a malformed line fails naming the file and line."""
     path = Path(path)
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected an object, got {type(row).__name__}")
-            for key in ("prompt", "response"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{lineno}: missing or non-string {key!r}")
-            rows.append({"prompt": row["prompt"], "response": row["response"],
-                         "source": str(row.get("source", path.stem))})
+    for lineno, row in iter_jsonl(path):
+        for key in ("prompt", "response"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{lineno}: missing or non-string {key!r}")
+        rows.append({"prompt": row["prompt"], "response": row["response"],
+                     "source": str(row.get("source", path.stem))})
     if not rows:
         raise ValueError(f"{path}: the mixture is empty; refusing a zero-step training run")
     return rows
