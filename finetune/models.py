@@ -63,7 +63,3 @@ def prepare_model(name: str, entry: dict, cache_dir: Path) -> str:
         convert_gguf(_assemble_gguf(name, entry, Path(cache_dir)), out_dir)
     return str(out_dir)
 
-
-def model_source(entry: dict, cache_dir: Path, name: str) -> str:
-    """Where a prepared model lives, without preparing it (for DAG paths)."""
-    return entry["hub"] if "hub" in entry else str(Path(cache_dir) / "models" / name)
