@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -54,14 +55,23 @@ def _key(record: dict) -> tuple[str, str, bool]:
 
 
 def reselection_overhead(record: dict) -> float | None:
-    """Share of the measured time spent in the step-end hooks (the SFT selector), or None
-    when the window held no reselection (then it says nothing about the amortised cost)."""
-    cfg = record.get("method_config") or {}
-    hooks, steps = record.get("hook_times_s") or [], record.get("step_times_s") or []
-    period = cfg.get("reselection_steps")
-    if not period or not steps or len(steps) < period:
+    """The drop-and-grow cost amortised over the method's S steps: the extra time, over the
+    median plain step, of the last steady-state reselection's step and of the SFT-AG
+    estimation steps before it, divided by S plain steps. The first reselection (every index
+    replaced, once per run) is left out. None when the window holds no steady-state
+    reselection (it needs warm-up + steps >= gamma + S) or no plain step to compare with."""
+    period = (record.get("method_config") or {}).get("reselection_steps")
+    phases, times = record.get("step_phases") or [], record.get("step_times_s") or []
+    plain = [t for t, phase in zip(times, phases) if phase == "plain"]
+    if not period or not plain or "reselect" not in phases:
         return None
-    return sum(hooks) / sum(steps)
+    base = statistics.median(plain)
+    end = len(phases) - 1 - phases[::-1].index("reselect")
+    start = end
+    while start > 0 and phases[start - 1] == "estimate":
+        start -= 1
+    extra = sum(times[start:end + 1]) - (end + 1 - start) * base
+    return extra / (period * base)
 
 
 def _ratio(a, b):

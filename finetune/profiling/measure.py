@@ -141,6 +141,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _phase(selector, estimating: bool, reselections_before: int) -> str:
+    """What the SFT selector did in a step: "plain"; "estimate" (SFT-AG's candidate gradients);
+    "reselect" or "first-reselect" (drop-and-grow at this step's end; the first replaces every
+    index, a one-off cost). The reselection overhead is computed from these labels."""
+    if selector is not None and selector.num_reselections > reselections_before:
+        return "first-reselect" if reselections_before == 0 else "reselect"
+    return "estimate" if estimating else "plain"
+
+
 def run_steps(spec: MeasureSpec) -> dict:
     """Build the method, run warm-up + measured steps, return the record (no file I/O)."""
     from transformers import TrainerControl, TrainerState, TrainingArguments, set_seed
@@ -164,10 +173,13 @@ def run_steps(spec: MeasureSpec) -> dict:
     for cb in callbacks:
         cb.on_train_begin(args, state, control, optimizer=optimizer)
     params = [p for g in (optimizer.param_groups if optimizer else []) for p in g["params"]]
+    selector = next((cb.selector for cb in callbacks if hasattr(cb, "selector")), None)
     batches = _batches(spec, model.config.vocab_size, device)
-    step_times, hook_times, losses = [], [], []
+    step_times, hook_times, losses, phases = [], [], [], []
     for step in range(n_steps):
         ids = next(batches)
+        estimating = selector is not None and selector.estimating
+        reselections = selector.num_reselections if selector is not None else 0
         _sync(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -188,12 +200,14 @@ def run_steps(spec: MeasureSpec) -> dict:
             step_times.append(end - start)
             hook_times.append(end - hooks_start)
             losses.append(float(loss.detach()))
+            phases.append(_phase(selector, estimating, reselections))
     record = {
         "status": OK,
         "method_config": {k: v for k, v in method.items() if not k.startswith("_")},
         "trainable_params": int(trainable),
         "step_times_s": step_times,
         "hook_times_s": hook_times,
+        "step_phases": phases,
         "mean_step_s": statistics.fmean(step_times),
         "stdev_step_s": statistics.stdev(step_times) if len(step_times) > 1 else 0.0,
         "losses": losses,

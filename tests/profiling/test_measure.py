@@ -20,7 +20,17 @@ def test_floor_measures_steps_without_weight_gradients(tiny_model):
     assert record["mean_step_s"] == pytest.approx(sum(record["step_times_s"]) / 2)
     assert record["peak_rss_mb"] >= record["built_rss_mb"] > 0
     assert record["hook_times_s"] == [pytest.approx(0, abs=1e-3)] * 2  # the floor has no hooks
+    assert record["step_phases"] == ["plain", "plain"]
     assert "cuda_max_allocated_gib" not in record  # CPU: peak RSS only
+
+
+def test_sft_steps_are_labelled_by_what_the_selector_did(tiny_model):
+    """The method's own schedule (gamma = 5, S = 20): SFT-AG estimates for 5 steps before each
+    reselection; the first reselection is told apart from the steady-state one."""
+    spec = MeasureSpec(tiny_model, "sft-ag", **{**SMALL, "steps": 26, "warmup_steps": 0})
+    phases = measure(spec)["step_phases"]
+    assert phases == (["estimate"] * 4 + ["first-reselect"] + ["plain"] * 15
+                      + ["estimate"] * 4 + ["reselect", "plain"])
 
 
 def test_lora_in_a_fresh_process_writes_a_well_formed_record(tiny_model, tmp_path):

@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.table3 import build_table3, performance_goals, read_records, write_table3
+from analysis.table3 import (build_table3, performance_goals, read_records, reselection_overhead,
+                             write_table3)
 
 
 def record(method, ac, time_s, peak_mb, status="ok", **extra):
@@ -75,6 +76,19 @@ def test_goals_are_checked_against_their_bounds(records):
     assert g.loc["SFT-AG time_vs_floor <= 1.15", "met"] is False  # 1.20
     assert g.loc["SFT-MA above_floor_vs_lora <= 1", "met"] is True  # 150 / 300
     assert g.loc["SFT-AG reselection overhead <= 3%", "met"] is None  # window shorter than S
+
+
+def test_reselection_overhead_is_the_steady_cycle_over_s_plain_steps():
+    # gamma = 2, S = 4 from step 1: estimate, first-reselect, plain, estimate, reselect, plain.
+    phases = ["estimate", "first-reselect", "plain", "estimate", "reselect", "plain"]
+    times = [1.5, 9.0, 1.0, 1.2, 1.4, 1.0]
+    r = {"method_config": {"reselection_steps": 4}, "step_phases": phases, "step_times_s": times}
+    # (1.2 + 1.4 - 2 x 1.0) / (4 x 1.0): the first reselection's 9 s is a one-off, left out
+    assert reselection_overhead(r) == pytest.approx(0.15)
+    first_only = dict(r, step_phases=phases[:3], step_times_s=times[:3])
+    assert reselection_overhead(first_only) is None  # no steady-state cycle in the window
+    lora = {"method_config": {"r": 16}, "step_phases": ["plain"] * 6, "step_times_s": times}
+    assert reselection_overhead(lora) is None
 
 
 def test_duplicates_and_malformed_files_are_refused(tmp_path, records):
