@@ -41,6 +41,15 @@ def test_smoke_dry_run_is_one_lora_cell():
     assert counts["prepare_benchmark"] == 1  # GSM only
 
 
+def test_no_target_is_the_whole_study_so_the_report_covers_every_output():
+    proc = dry_run("--configfile=config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["method_table"] == 2  # Tables 1 and 2
+    assert counts["grid"] == counts["figure3"] == counts["table3"] == counts["all"] == 1
+    assert counts["profile_measure"] == 3  # LoRA, SFT-AG and the frozen floor
+
+
 @pytest.mark.parametrize("text, key", [
     ("study:\n  tabel1: {}\n", "tabel1"),
     ("evals:\n  gsm: {source: packged}\n", "packged"),
