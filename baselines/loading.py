@@ -10,7 +10,13 @@ import torch
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """This process's device. Under torchrun each process owns GPU LOCAL_RANK: loading every
+    process's copy onto the current GPU (cuda:0) would stack them there, and DDP refuses a 4-bit
+    model placed on another GPU than its process's."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if local_rank is not None else "cuda"
 
 
 def bf16_supported() -> bool:

@@ -4,6 +4,10 @@ The Trainer only logs losses averaged over `logging_steps`; the paper's Table 3 
 test need every optimizer step, so `StepRecorder` writes one JSONL row per step itself.
 Peak memory is the CUDA allocator's peak for the step on GPU, and the process's peak RSS so far
 on CPU (the kernel keeps no per-step peak).
+
+Under DDP only process 0 writes, and a step's loss is the mean over the processes (each sees its
+share of the batch), which is the loss one process at the whole batch records. Step time and
+peak memory are process 0's.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+
+from sft.distributed import all_reduce_mean_
 
 log = logging.getLogger("finetune.train")
 
@@ -47,6 +53,8 @@ class StepRecorder(TrainerCallback):
         self.step_loss += value
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
         # A resumed run keeps the rows of the steps its checkpoint covers, and drops the rest.
         rows = []
         if self.path.exists():
@@ -64,9 +72,14 @@ class StepRecorder(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        step_time = time.perf_counter() - self.started
+        loss = self.step_loss
+        if args.world_size > 1:  # a collective: every process takes part
+            loss = float(all_reduce_mean_(torch.tensor(loss, device=args.device)))
+        if not state.is_world_process_zero:
+            return
         memory, kind = peak_memory_mb()
-        row = {"step": state.global_step, "loss": self.step_loss, "lr": self.lr,
-               "step_time_s": time.perf_counter() - self.started,
+        row = {"step": state.global_step, "loss": loss, "lr": self.lr, "step_time_s": step_time,
                "peak_memory_mb": round(memory, 1), "memory_kind": kind}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row) + "\n")

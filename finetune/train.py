@@ -7,20 +7,31 @@ AdamW) and callbacks (the SFT selector). Checkpoints every `save_steps` under
 out_dir/checkpoints/, and a restarted run resumes from the newest one; on CPU the final weights
 are bit-identical to an uninterrupted run (the Trainer restores optimizer, scheduler, RNG and
 data position).
+
+Data parallel: `python -m finetune.train ...` under `torchrun --nproc_per_node=N` trains one run
+on N GPUs (the Trainer sets up DDP). The effective batch stays batch_size x grad_accum (each
+process accumulates grad_accum / N micro-batches), so a run's schedule does not depend on N;
+only process 0 writes the run's files.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 
+from baselines.config import resolve_method
 from baselines.loading import atomic_dir, resolve_bf16
 from baselines.registry import BuildContext, get_builder
 from finetune.chat import IGNORE_INDEX, encode_example
@@ -44,6 +55,29 @@ def resolve_train_cfg(train_cfg: dict) -> dict:
     if cfg["max_steps"] in (None, 0):
         cfg["max_steps"] = -1
     return cfg
+
+
+# Builders whose training is wrong under DDP, and why.
+NOT_DATA_PARALLEL = {
+    "sift": "its optimizer picks the mask from, and then drops, each process's own gradient in a "
+            "hook that runs before DDP averages the gradients, so the processes would diverge",
+}
+
+
+def check_data_parallel(method: dict, train_cfg: dict, world_size: int) -> None:
+    """Refuse, before any process starts, a run that `world_size` processes cannot train as one
+    process would."""
+    if world_size <= 1:
+        return
+    reason = NOT_DATA_PARALLEL.get(method.get("builder"))
+    if reason:
+        raise ValueError(f"method {method.get('name')!r} cannot train on {world_size} GPUs "
+                         f"(resources.train.gpu): {reason}; give its runs 1 GPU")
+    grad_accum = resolve_train_cfg(train_cfg)["grad_accum"]
+    if grad_accum % world_size:
+        raise ValueError(f"train.grad_accum ({grad_accum}) must be a multiple of the number of GPUs "
+                         f"({world_size}, resources.train.gpu): each GPU accumulates grad_accum / "
+                         "GPUs micro-batches, so that the effective batch stays batch_size x grad_accum")
 
 
 def load_tokenizer(model_path: str):
@@ -96,6 +130,8 @@ class HarnessTrainer(Trainer):
     def _save(self, output_dir=None, state_dict=None):
         if not self.builder.owns_checkpoints:
             return super()._save(output_dir, state_dict)
+        if not self.args.should_save:  # the Trainer calls _save on every DDP process
+            return
         output_dir = Path(output_dir or self.args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         self.builder.save_checkpoint(self.model, output_dir)
@@ -111,11 +147,13 @@ class HarnessTrainer(Trainer):
         return loss
 
 
-def _training_args(cfg: dict, method: dict, out_dir: Path, seed: int, bf16: bool) -> TrainingArguments:
+def _training_args(cfg: dict, method: dict, out_dir: Path, seed: int, bf16: bool,
+                   world_size: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         max_steps=cfg["max_steps"], num_train_epochs=cfg["epochs"],
-        per_device_train_batch_size=cfg["batch_size"], gradient_accumulation_steps=cfg["grad_accum"],
+        per_device_train_batch_size=cfg["batch_size"],
+        gradient_accumulation_steps=cfg["grad_accum"] // world_size,
         learning_rate=float(method["lr"]), weight_decay=float(method.get("weight_decay", 0.0)),
         lr_scheduler_type="linear", warmup_steps=float(cfg["warmup_ratio"]),
         max_grad_norm=cfg["max_grad_norm"],
@@ -129,11 +167,12 @@ def _training_args(cfg: dict, method: dict, out_dir: Path, seed: int, bf16: bool
 
 
 def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_dir: Path,
-          seed: int = 0, callbacks: list | None = None) -> dict:
+          seed: int = 0, callbacks: list | None = None) -> dict | None:
     """Train `method` on the mixture at `data_path`; write out_dir/{artifact/, metrics.jsonl,
     train_summary.json}; resume from out_dir/checkpoints/ when a checkpoint exists.
 
-    `callbacks` are extra transformers TrainerCallbacks (monitoring, tests).
+    `callbacks` are extra transformers TrainerCallbacks (monitoring, tests). Returns the summary;
+    None on the other processes of a data-parallel run, which write nothing.
     """
     started = time.time()
     out_dir = Path(out_dir)
@@ -141,6 +180,8 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     cfg = resolve_train_cfg(train_cfg)
     if "lr" not in method:
         raise ValueError(f"method {method.get('name')!r} has no 'lr'")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    check_data_parallel(method, cfg, world_size)
     bf16 = resolve_bf16(cfg["bf16"])
     set_seed(seed)
 
@@ -153,7 +194,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
     recorder = StepRecorder(out_dir / "metrics.jsonl")
-    args = _training_args(cfg, method, out_dir, seed, bf16)
+    args = _training_args(cfg, method, out_dir, seed, bf16, world_size)
     trainer = HarnessTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
@@ -167,6 +208,8 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
+    if not trainer.is_world_process_zero():
+        return None
 
     with atomic_dir(out_dir / "artifact") as tmp:
         builder.save(trainer.model, tmp, optimizer)
@@ -180,9 +223,72 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         "mean_step_time_s": sum(m["step_time_s"] for m in metrics) / max(len(metrics), 1),
         "peak_memory_mb": max((m["peak_memory_mb"] for m in metrics), default=None),
         "trainable_params": builder.trainable_parameters(trainer.model),
-        "wall_time_s": time.time() - started, "bf16": bf16,
+        "wall_time_s": time.time() - started, "bf16": bf16, "world_size": args.world_size,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
     }
     write_json_atomic(out_dir / "train_summary.json", summary)
     return summary
+
+
+def cli_argv(model_path: str, data_path: Path, method: str, overrides: dict, model_size: str | None,
+             train_cfg: dict, out_dir: Path, seed: int) -> list[str]:
+    """The command line that :func:`parse_args` reads back."""
+    argv = ["--model", model_path, "--data", str(data_path), "--method", method,
+            "--overrides", json.dumps(overrides), "--train-cfg", json.dumps(train_cfg),
+            "--out", str(out_dir), "--seed", str(seed)]
+    return argv + (["--model-size", model_size] if model_size is not None else [])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="HF folder or hub id")
+    p.add_argument("--data", required=True, type=Path, help="mixture JSONL (prompt, response)")
+    p.add_argument("--method", required=True, help="a config/methods/<name>.yaml")
+    p.add_argument("--overrides", type=json.loads, default={}, help="JSON: method hyperparameters")
+    p.add_argument("--model-size", default=None, help="picks the method file's `sizes` entry (7b, 13b)")
+    p.add_argument("--train-cfg", type=json.loads, default={}, help="JSON: the config's `train` section")
+    p.add_argument("--out", required=True, type=Path, help="the run folder")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+@record  # under torchrun, a failing process's error reaches torchrun's error file
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    train(a.model, a.data, resolve_method(a.method, a.overrides, a.model_size), a.train_cfg, a.out,
+          a.seed)
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """`torchrun --standalone --nproc_per_node=N -m finetune.train ARGV`, with this interpreter."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "finetune.train", *argv]
+
+
+class DataParallelError(RuntimeError):
+    """A process of a torchrun training failed; the message is that process's error."""
+
+
+def _root_cause(error_file: Path, status: int) -> str:
+    """The failing process's "Type: message", which torchrun copies into its error file."""
+    if not error_file.exists():  # e.g. a process killed by a signal writes none
+        return f"torchrun exited with status {status}"
+    message = json.loads(error_file.read_text())["message"]
+    return message if isinstance(message, str) else message["message"]
+
+
+def train_data_parallel(nproc: int, argv: list[str], stdout=None) -> None:
+    """Run the CLI on `nproc` processes; on failure raise the failing process's own error, so
+    that a failure record names the cause, not an exit status."""
+    with tempfile.TemporaryDirectory() as tmp:
+        error_file = Path(tmp) / "error.json"
+        done = subprocess.run(torchrun_command(nproc, argv), stdout=stdout, stderr=subprocess.STDOUT,
+                              env={**os.environ, "TORCHELASTIC_ERROR_FILE": str(error_file)})
+        if done.returncode:
+            raise DataParallelError(_root_cause(error_file, done.returncode))
+
+
+if __name__ == "__main__":
+    main()

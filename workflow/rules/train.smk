@@ -1,6 +1,7 @@
 # One training run per (model, mixture, method, hyperparameter tag, seed), all through
 # finetune.train. The `hp` wildcard is "default" (Table 4 defaults plus config overrides) or a
 # grid point such as "lr=0.0001,r=16" (Figure 4; see grid_points in common.smk).
+# A run with resources.train.gpu > 1 trains on that many GPUs under torchrun (scripts/train.py).
 
 
 def method_overrides(wildcards):
