@@ -1,8 +1,13 @@
-"""Builders for tiny test models and mixtures (shared by tests/finetune and tests/baselines)."""
+"""Tiny test models and mixtures, and the fixtures built on them, shared by tests/finetune and
+tests/baselines (each conftest imports the fixtures): a tiny Llama saved as an HF folder with a
+byte-level BPE tokenizer trained in-test (EOS `<|im_end|>` like SmolLM2), and a small
+instruction mixture."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 CORPUS = [
     "<|user|>\nWhat is the capital of France?\n<|assistant|>\nParis",
@@ -47,3 +52,22 @@ def write_mixture(path: Path, n: int = 24) -> Path:
              "source": "arith" if i % 2 else "words"} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def mixture_path(tmp_path):
+    return write_mixture(tmp_path / "mix.jsonl", n=24)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine oversubscribed
+    OpenMP threads make a millisecond step take seconds."""
+    import torch
+
+    torch.set_num_threads(1)
