@@ -15,6 +15,7 @@ from analysis.results import Cell, read_cell, result_key
 
 BENCH_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA",
                 "humaneval": "HumanEval", "heldout_loss": "held-out loss"}
+DECIMALS = {"heldout_loss": 2}  # shown digits where not 1 (scores are percentages)
 MIXTURE_LABELS = {"flan": "Flan-style", "single": "single-source", "mix": "mixture"}
 METHOD_LABELS = {"original": "Original", "full": "FullFT", "ia3": "(IA)3", "lora": "LoRA",
                  "sft-ag": "SFT-AG", "sft-ma": "SFT-MA", "sift": "SIFT",
@@ -95,13 +96,22 @@ def _display_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=label)
 
 
+def _formatted(table: pd.DataFrame, empty: str) -> pd.DataFrame:
+    """Cells as text: scores (percent) with 1 decimal, losses (nats/token) with 2, where the
+    methods differ; an empty cell is `empty` ("nan" would read like a measurement)."""
+    out = table.astype(object)
+    for col in table.columns:
+        bench = col.partition("/")[2]
+        if bench:
+            digits = DECIMALS.get(bench, 1)
+            out[col] = [empty if pd.isna(v) else f"{v:.{digits}f}" for v in table[col]]
+    return out
+
+
 def write_table(table: pd.DataFrame, csv_path: Path) -> None:
     """CSV for machines, Markdown and LaTeX (same stem) for people and papers."""
     _atomic_write(csv_path, table.to_csv(index=False))
-    shown = _display_columns(table)
-    # Empty cells stay empty in Markdown ("nan" would read like a measurement).
-    text = shown.astype(object).where(shown.notna(), "")
-    _atomic_write(csv_path.with_suffix(".md"), text.to_markdown(index=False, floatfmt=".1f"))
-    numeric = shown.drop(columns=["notes"])
-    _atomic_write(csv_path.with_suffix(".tex"),
-                  numeric.to_latex(index=False, float_format="%.1f", na_rep="--"))
+    md = _display_columns(_formatted(table, ""))
+    _atomic_write(csv_path.with_suffix(".md"), md.to_markdown(index=False, disable_numparse=True))
+    tex = _display_columns(_formatted(table.drop(columns=["notes"]), "--"))
+    _atomic_write(csv_path.with_suffix(".tex"), tex.to_latex(index=False))

@@ -50,6 +50,18 @@ def test_written_formats(tmp_path):
     assert "50.0" in out.with_suffix(".tex").read_text()
 
 
+def test_losses_keep_two_decimals_where_scores_keep_one(tmp_path):
+    write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5, "heldout_loss:mix": 2.4412})
+    cols = [("mix", "gsm"), ("mix", "heldout_loss"), ("mix", "mmlu")]
+    table = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols[:2]}, [0])
+    out = tmp_path / "table1.csv"
+    tables.write_table(table, out)
+    md_row = out.with_suffix(".md").read_text().splitlines()[2]
+    assert [c.strip() for c in md_row.split("|")[3:6]] == ["50.0", "2.44", ""]
+    tex = out.with_suffix(".tex").read_text()
+    assert "50.0 & 2.44 & --" in tex
+
+
 def test_mean_over_seeds_and_missing_seed(tmp_path):
     for seed, score in [(0, 0.2), (1, 0.4)]:
         d = tmp_path / "m" / "mix" / "lora" / "default" / f"seed{seed}"
