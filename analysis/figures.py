@@ -31,6 +31,15 @@ def age_shares(grown_at: np.ndarray, n_reselections: int) -> np.ndarray:
     return 100.0 * counts / max(counts.sum(), 1)
 
 
+def grown_at_of(artifact: Path) -> np.ndarray:
+    """Every tuned matrix's ``grown_at`` (int32) from a saved sparse delta, read alone: the
+    values beside it may be bf16 (qSFT), which numpy cannot hold."""
+    from safetensors import safe_open
+
+    with safe_open(str(artifact), framework="numpy") as f:
+        return np.concatenate([f.get_tensor(k) for k in f.keys() if k.endswith(".grown_at")])
+
+
 def figure3(runs: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
     """Parameter ages: one line per (method, model size) label -> (grown_at, n_reselections)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

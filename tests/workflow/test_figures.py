@@ -59,3 +59,16 @@ def test_figure4_renders_heatmaps(tmp_path, monkeypatch):
     assert out.stat().st_size > 1000
     assert ("learning rate", "budget (LoRA-equivalent rank r)") in seen
     assert ("weight decay", "heldout_loss") in seen
+
+
+def test_grown_at_is_read_beside_bf16_values(tmp_path):
+    """qSFT saves bf16 deltas, which numpy cannot decode: only `grown_at` is read."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "sft_model.safetensors"
+    save_file({"a.values": torch.ones(3, dtype=torch.bfloat16),
+               "a.grown_at": torch.tensor([0, 1, 2], dtype=torch.int32),
+               "b.values": torch.ones(2, dtype=torch.bfloat16),
+               "b.grown_at": torch.tensor([2, 2], dtype=torch.int32)}, str(path))
+    assert sorted(figures.grown_at_of(path).tolist()) == [0, 1, 2, 2, 2]

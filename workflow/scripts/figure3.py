@@ -2,9 +2,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import load_file
-
 from _log import to_rule_log
 from analysis import figures
 from analysis.tables import METHOD_LABELS
@@ -17,8 +14,7 @@ for summary_path in map(Path, sm.input):
     if summary.get("status") != "ok":
         print(f"skipping failed run {summary_path.parent}: {summary.get('error')}")
         continue
-    tensors = load_file(summary_path.parent / "artifact" / "sft_model.safetensors")
-    grown_at = np.concatenate([v for k, v in tensors.items() if k.endswith(".grown_at")])
+    grown_at = figures.grown_at_of(summary_path.parent / "artifact" / "sft_model.safetensors")
     model, role, method = summary_path.parts[-6:-3]
     label = f"{METHOD_LABELS.get(method, method)}, {model}, {role}"
     runs[label] = (grown_at, int(grown_at.max()))
