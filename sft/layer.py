@@ -1,20 +1,16 @@
 """`SftLinear`: a frozen linear layer plus a trainable sparse delta, y = x (W + Delta)^T + b.
 
 Delta is held as flat row-major ``indices`` into W (d_out, d_in) and their ``values`` (the
-paper's eta and phi); only ``values`` is a trainable parameter. For each matmul (forward, and
-the backward's input gradient) the custom autograd function writes Delta into the k positions
-of the frozen W and restores them exactly afterwards (``weight_with_delta``): nothing the size
-of W is copied or kept, where a transient W + Delta copy cost ~20% of a CPU step
-(docs/benchmarks.md). A 4-bit base is dequantized into a fresh tensor instead. The values' gradient comes from the sparse delta-gradient kernel
+paper's eta and phi); only ``values`` is a trainable parameter. The custom autograd function
+builds W + scatter(values) transiently for the matmul and frees it: nothing the size of W is
+kept for the backward, which rebuilds it for the input gradient (cheap next to the matmul, see
+PERF-NOTES). The values' gradient comes from the sparse delta-gradient kernel
 (``sft.kernels.delta_grad``, an SDDMM); the dense dW = grad_out^T x is formed only on the
 first micro-batch of an SFT-AG estimation phase, where the growth candidates are the top-K
 of it.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +54,7 @@ class _SparseDeltaLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, values: Tensor, indices: Tensor, layer: "SftLinear") -> Tensor:
-        with layer.weight_with_delta(x.dtype, values, indices) as weight:
-            out = F.linear(x, weight)
+        out = F.linear(x, layer.merged_weight(x.dtype, values, indices))
         ctx.layer = layer
         ctx.plan = layer.delta_grad_plan()
         ctx.estimator = layer.estimator
@@ -71,8 +66,9 @@ class _SparseDeltaLinear(torch.autograd.Function):
         x, values, indices = ctx.saved_tensors
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
-            with ctx.layer.weight_with_delta(grad_out.dtype, values, indices) as weight:
-                grad_x = (grad_out @ weight).to(x.dtype)
+            weight = ctx.layer.merged_weight(grad_out.dtype, values, indices)
+            grad_x = (grad_out @ weight).to(x.dtype)
+            del weight
         if ctx.needs_input_grad[1]:
             estimator: CandidateEstimator | None = ctx.estimator
             if estimator is not None and estimator.needs_dense_gradient:
@@ -161,43 +157,19 @@ class SftLinear(nn.Module):
     ) -> Tensor:
         """A new tensor W + Delta in ``dtype`` (the base weight itself is never modified)."""
         weight, fresh = dense_weight(self.base_layer)
-        return self._merged_copy(weight, fresh, dtype, values, indices)
-
-    def _merged_copy(self, weight: Tensor, fresh: bool, dtype: torch.dtype,
-                     values: Tensor | None, indices: Tensor | None) -> Tensor:
-        merged = weight if fresh and weight.dtype == dtype else weight.detach().to(dtype, copy=True)
+        if fresh and weight.dtype == dtype:
+            merged = weight
+        else:
+            merged = weight.detach().to(dtype, copy=True)
         values = self.values if values is None else values
         indices = self.indices if indices is None else indices
         return scatter_delta(merged, indices, values.detach())
-
-    @contextmanager
-    def weight_with_delta(
-        self, dtype: torch.dtype, values: Tensor | None = None, indices: Tensor | None = None
-    ) -> Iterator[Tensor]:
-        """W + Delta in ``dtype`` for the duration of the block. A full-precision base weight
-        already in ``dtype`` gets Delta written into its k positions, which are restored
-        bit-exactly on exit (O(k), no (d_out, d_in) copy); otherwise (a 4-bit base, or a
-        dtype cast) the block gets a new merged tensor."""
-        weight, fresh = dense_weight(self.base_layer)
-        if fresh or weight.dtype != dtype:
-            yield self._merged_copy(weight, fresh, dtype, values, indices)
-            return
-        values = (self.values if values is None else values).detach()
-        flat = weight.detach().view(-1)
-        positions = (self.indices if indices is None else indices).long()
-        saved = flat[positions]
-        flat[positions] = saved + values.to(dtype)
-        try:
-            yield weight.detach()
-        finally:
-            flat[positions] = saved
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and self.values.requires_grad:
             out = _SparseDeltaLinear.apply(x, self.values, self.indices, self)
         else:
-            with self.weight_with_delta(x.dtype) as weight:
-                out = F.linear(x, weight)
+            out = F.linear(x, self.merged_weight(x.dtype))
         bias = self.base_layer.bias
         return out if bias is None else out + bias.to(out.dtype)
 

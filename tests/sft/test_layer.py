@@ -50,22 +50,6 @@ def test_base_weight_untouched_and_frozen():
     assert not layer.base_layer.weight.requires_grad
 
 
-def test_delta_is_written_into_w_in_place_and_restored_even_after_an_error():
-    layer = _layer()
-    before = layer.base_layer.weight.detach().clone()
-    with layer.weight_with_delta(torch.float32) as weight:
-        assert weight.data_ptr() == layer.base_layer.weight.data_ptr()  # no (d_out, d_in) copy
-        torch.testing.assert_close(weight, before + layer.delta_dense(), rtol=0, atol=0)
-    assert torch.equal(layer.base_layer.weight, before)
-    with pytest.raises(RuntimeError, match="boom"):
-        with layer.weight_with_delta(torch.float32):
-            raise RuntimeError("boom")
-    assert torch.equal(layer.base_layer.weight, before)
-    with layer.weight_with_delta(torch.float64) as weight:  # a cast needs a new tensor
-        assert weight.dtype == torch.float64
-        assert weight.data_ptr() != layer.base_layer.weight.data_ptr()
-
-
 def test_no_copy_of_w_saved_for_backward():
     layer = _layer(d_out=64, d_in=48, n=30)
     x = torch.randn(2, 48, requires_grad=True)
