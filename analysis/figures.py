@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only; no display on clusters or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import METHOD_LABELS  # noqa: E402
 
@@ -45,6 +46,7 @@ def figure3(runs: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for label, (grown_at, n) in sorted(runs.items()):
         ax.plot(np.arange(n + 1), age_shares(grown_at, n), marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole numbers
     ax.set_xlabel("reselection iteration at which the index was last grown")
     ax.set_ylabel("share of final indices (%)")
     ax.set_title("Figure 3: parameter ages of the converged index set")

@@ -17,16 +17,17 @@ def test_figure3_renders(tmp_path, monkeypatch):
 
     def spy(fig, path):
         ax = fig.axes[0]
-        seen.update(xlabel=ax.get_xlabel(), ylabel=ax.get_ylabel(), lines=len(ax.lines))
+        seen.update(xlabel=ax.get_xlabel(), ylabel=ax.get_ylabel(), lines=len(ax.lines),
+                    whole_ticks=all(float(t).is_integer() for t in ax.get_xticks()))
         real_save(fig, path)
 
     monkeypatch.setattr(figures, "_save", spy)
-    runs = {"SFT-AG, m": (np.array([1, 2, 2, 5]), 5), "SFT-MA, m": (np.array([1, 1, 4]), 4)}
+    runs = {"SFT-AG, m": (np.array([1, 2, 2, 4]), 4), "SFT-MA, m": (np.array([1, 1, 4]), 4)}
     out = tmp_path / "figure3.png"
     figures.figure3(runs, out)
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     assert seen == {"xlabel": "reselection iteration at which the index was last grown",
-                    "ylabel": "share of final indices (%)", "lines": 2}
+                    "ylabel": "share of final indices (%)", "lines": 2, "whole_ticks": True}
 
 
 def grid_fixture():
