@@ -5,9 +5,9 @@
 # Config (all optional, `profile:` section; defaults below are the embedded CPU default):
 #   models: [names]            default: study.models
 #   methods: [names]           default: lora, sft-ag, sft-ma. The paper's Table 3 adds
-#                              qlora, qsft-ag, qsft-ma: on this CPU bitsandbytes' NF4 path costs
-#                              ~25-90 s a step (docs/benchmarks.md), which does not fit the
-#                              30-minute embedded budget; on CUDA list all six.
+#                              qlora, qsft-ag, qsft-ma: on this CPU they take another 17 min,
+#                              past the 30-minute embedded budget (docs/benchmarks.md has them
+#                              measured); on CUDA list all six.
 #   activation_checkpointing: [false, true]
 #   rank: 16                   LoRA rank r; SFT budgets are sft.lora_equivalent_budget(model, r)
 #   batch_size: 4, seq_len: 128
