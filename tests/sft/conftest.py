@@ -26,6 +26,16 @@ def token_batch(seed: int, batch: int = 4, length: int = 12) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=generator)
 
 
+def train_steps(model, optimizer, selector, batch_seeds) -> None:
+    """SFT training steps on token_batch(seed) for each seed, the selector after each step."""
+    for seed in batch_seeds:
+        ids = token_batch(seed)
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        selector.step()
+
+
 @pytest.fixture
 def model():
     return tiny_llama()

@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import tiny_llama, token_batch
+from conftest import tiny_llama, token_batch, train_steps
 from sft import SftAdamW, SftConfig, SftSelector, get_sft_model
 
 CONFIG = SftConfig(density=0.05, reselection_steps=2, accumulation_steps=1)
@@ -18,12 +18,7 @@ def _trained(steps=4):
     model = get_sft_model(tiny_llama(), CONFIG)
     opt = SftAdamW(model.trainable_parameters_groups, lr=1e-2)
     selector = SftSelector(model, opt, 10)
-    for step in range(steps):
-        ids = token_batch(step)
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
-        opt.zero_grad()
-        selector.step()
+    train_steps(model, opt, selector, range(steps))
     return model
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import tiny_llama, token_batch
+from conftest import tiny_llama, token_batch, train_steps
 from sft import SftAdamW, SftConfig, SftModel, SftSelector, SftSM3, get_sft_model
 
 
@@ -16,12 +16,7 @@ def _trained(seed=0, steps=4, selection="ag", density=0.05):
                                                   seed=seed))
     opt = (SftAdamW if selection == "ag" else SftSM3)(model.trainable_parameters_groups, lr=1e-2)
     selector = SftSelector(model, opt, 20)
-    for step in range(steps):
-        ids = token_batch(seed * 100 + step)
-        model(input_ids=ids, labels=ids).loss.backward()
-        opt.step()
-        opt.zero_grad()
-        selector.step()
+    train_steps(model, opt, selector, range(seed * 100, seed * 100 + steps))
     return model
 
 
