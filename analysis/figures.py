@@ -1,7 +1,6 @@
 """Figures 3 and 4 and Table 4, drawn from result files only (regenerating them trains nothing)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,15 +11,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.tables import METHOD_LABELS  # noqa: E402
+from artifacts.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def age_shares(grown_at: np.ndarray, n_reselections: int) -> np.ndarray:
@@ -57,17 +54,18 @@ def figure3(runs: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
     _save(fig, path)
 
 
-def best_settings(grid: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
-    """Table 4: the best hyperparameters per (model, method) by the dev score."""
+def best_settings(grid: pd.DataFrame, lower_is_better: bool, labels: dict[str, str]) -> pd.DataFrame:
+    """Table 4: the best hyperparameters per (model, method) by the dev score; `labels` maps a
+    method to its row label."""
     scored = grid.dropna(subset=["score"])
     pick = scored.groupby(["model", "method"])["score"].idxmin() if lower_is_better else \
         scored.groupby(["model", "method"])["score"].idxmax()
     best = scored.loc[pick.values].copy()
-    best["method"] = best["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    best["method"] = best["method"].map(lambda m: labels.get(m, m))
     return best.reset_index(drop=True)
 
 
-def figure4(grid: pd.DataFrame, score_label: str, path: Path) -> None:
+def figure4(grid: pd.DataFrame, score_label: str, path: Path, labels: dict[str, str]) -> None:
     """Heatmaps of the dev score over learning rate x budget (r), one panel per method,
     plus the score against weight decay where the grid varies it."""
     methods = sorted(grid["method"].unique())
@@ -86,7 +84,7 @@ def figure4(grid: pd.DataFrame, score_label: str, path: Path) -> None:
                 ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("budget (LoRA-equivalent rank r)")
-        ax.set_title(METHOD_LABELS.get(method, method))
+        ax.set_title(labels.get(method, method))
         fig.colorbar(im, ax=ax, label=score_label)
         wd = sub.groupby("weight_decay")["score"].mean() if "weight_decay" in sub else None
         ax = axes[1, col]

@@ -7,26 +7,17 @@ backward; 4-bit floor for the 4-bit methods) at the same checkpointing setting. 
 is the process's peak RSS; "above floor" is what the methods differ in. On CUDA the paper's
 minimal memory cap and max_memory_allocated fill their columns.
 
-    python -m analysis.table3 results/profile/*/*/*.json --out-dir results
+    python -m study.table3 results/profile/*/*/*.json --out-dir results
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.tables import METHOD_LABELS
-
-FLOOR = {"lora": "frozen", "sft-ag": "frozen", "sft-ma": "frozen",
-         "qlora": "frozen-4bit", "qsft-ag": "frozen-4bit", "qsft-ma": "frozen-4bit"}
-REFERENCE = {"lora": "lora", "sft-ag": "lora", "sft-ma": "lora",
-             "qlora": "qlora", "qsft-ag": "qlora", "qsft-ma": "qlora"}
-ORDER = ["frozen", "lora", "sft-ag", "sft-ma", "frozen-4bit", "qlora", "qsft-ag", "qsft-ma"]
-LABELS = {**METHOD_LABELS, "frozen": "frozen floor", "frozen-4bit": "frozen floor (4-bit)"}
+from artifacts.atomic import atomic_path, write_text
 # The issue's goals on our CPU: (method, quantity, bound). time ratios are step-time ratios.
 GOALS = [("sft-ag", "time_vs_lora", 1.00), ("sft-ma", "time_vs_lora", 0.95),
          ("sft-ag", "time_vs_floor", 1.15), ("sft-ma", "time_vs_floor", 1.15),
@@ -78,8 +69,27 @@ def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) and pd.notna(a) and pd.notna(b) else None
 
 
-def build_table3(records: list[dict]) -> pd.DataFrame:
-    """One row per record, ordered floor, LoRA, SFT-AG, SFT-MA, then the 4-bit group."""
+def _label(facts: dict, method: str) -> str:
+    fact = facts.get(method, {})
+    label = fact.get("label", method)
+    return f"{label}, frozen (floor)" if fact.get("untuned") else label
+
+
+def _order(facts: dict) -> dict[str, tuple[int, int]]:
+    """Rows grouped by floor (groups in the order the methods are given), the floor first."""
+    groups: list[str] = []
+    for method, fact in facts.items():
+        floor = fact.get("floor") or method
+        groups += [floor] if floor not in groups else []
+    listed = list(facts)
+    return {m: (groups.index(f.get("floor") or m), -1 if not f.get("floor") else listed.index(m))
+            for m, f in facts.items()}
+
+
+def build_table3(records: list[dict], facts: dict[str, dict]) -> pd.DataFrame:
+    """One row per record. `facts` (method -> its method file's label, untuned, floor and
+    reference, as baselines.method_facts gives them) decides what each row is compared with
+    and the row order: each floor, then the methods measured against it, in the given order."""
     by_key = {}
     for r in records:
         if _key(r) in by_key:
@@ -96,7 +106,8 @@ def build_table3(records: list[dict]) -> pd.DataFrame:
         ok = r["status"] == "ok"
         spec = r["spec"]
         time_s, peak = (r.get("mean_step_s"), r.get("peak_rss_mb")) if ok else (None, None)
-        floor, ref = FLOOR.get(method, method), REFERENCE.get(method)
+        fact = facts.get(method, {})
+        floor, ref = fact.get("floor") or method, fact.get("reference")
         floor_peak = value(model, floor, ac, "peak_rss_mb")
         above = peak - floor_peak if peak is not None and floor_peak is not None else None
         ref_above = None
@@ -104,10 +115,10 @@ def build_table3(records: list[dict]) -> pd.DataFrame:
             ref_peak = value(model, ref, ac, "peak_rss_mb")
             ref_above = ref_peak - floor_peak if ref_peak is not None and floor_peak is not None else None
         notes = [] if ok else [f"{r['status']}: {str(r.get('error', ''))[:200]}"]
-        if ok and method not in FLOOR and method not in ("frozen", "frozen-4bit"):
+        if ok and not fact.get("floor") and not fact.get("untuned"):
             notes.append("no floor/LoRA ratios: method outside Table 3")
         rows.append({
-            "model": model, "method": LABELS.get(method, method), "method_id": method,
+            "model": model, "method": _label(facts, method), "method_id": method,
             "activation_checkpointing": ac, "status": r["status"],
             "trainable_params": r.get("trainable_params"),
             "batch_size": spec["batch_size"], "seq_len": spec["seq_len"], "steps": spec["steps"],
@@ -125,13 +136,13 @@ def build_table3(records: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         raise ValueError("no measurement records: nothing to tabulate")
-    rank = {m: i for i, m in enumerate(ORDER)}
-    table["_order"] = table["method_id"].map(lambda m: rank.get(m, len(ORDER)))
+    rank = _order(facts)
+    table["_order"] = table["method_id"].map(lambda m: rank.get(m, (len(rank), 0)))
     table = table.sort_values(["model", "activation_checkpointing", "_order", "method_id"])
     return table.drop(columns="_order").reset_index(drop=True)
 
 
-def performance_goals(table: pd.DataFrame) -> pd.DataFrame:
+def performance_goals(table: pd.DataFrame, facts: dict[str, dict]) -> pd.DataFrame:
     """The issue's goals per (model, checkpointing): measured value, bound, met (None = no data)."""
     rows = []
     for (model, ac), group in table.groupby(["model", "activation_checkpointing"], sort=True):
@@ -140,22 +151,15 @@ def performance_goals(table: pd.DataFrame) -> pd.DataFrame:
             v = by_method[column].get(method) if method in by_method.index else None
             v = None if v is None or pd.isna(v) else float(v)
             rows.append({"model": model, "activation_checkpointing": ac,
-                         "goal": f"{LABELS[method]} {column} <= {bound:g}", "measured": v,
+                         "goal": f"{_label(facts, method)} {column} <= {bound:g}", "measured": v,
                          "met": None if v is None else v <= bound})
         for method in ("sft-ag", "sft-ma"):
             v = by_method["reselection_overhead"].get(method) if method in by_method.index else None
             v = None if v is None or pd.isna(v) else float(v)
             rows.append({"model": model, "activation_checkpointing": ac,
-                         "goal": f"{LABELS[method]} reselection overhead <= {RESELECTION_GOAL:.0%}",
+                         "goal": f"{_label(facts, method)} reselection overhead <= {RESELECTION_GOAL:.0%}",
                          "measured": v, "met": None if v is None else v <= RESELECTION_GOAL})
     return pd.DataFrame(rows)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(v, spec: str) -> str:
@@ -197,7 +201,7 @@ def figure_memory_time(table: pd.DataFrame, path: Path) -> None:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (method, group) in enumerate(ok.groupby("method_id", sort=False)):
         for ac, sub in group.groupby("activation_checkpointing"):
-            ax.scatter(sub["time_s"], sub[column], s=60, label=f"{LABELS.get(method, method)}"
+            ax.scatter(sub["time_s"], sub[column], s=60, label=f"{sub['method'].iloc[0]}"
                        + (" (act. ckpt)" if ac else ""), edgecolors=colors[i % len(colors)],
                        facecolors="none" if ac else colors[i % len(colors)], linewidths=1.5)
     ax.set_xlabel("mean time per step (s)")
@@ -208,11 +212,9 @@ def figure_memory_time(table: pd.DataFrame, path: Path) -> None:
         ax.text(0.5, 0.5, "no successful measurement", ha="center", transform=ax.transAxes)
     else:
         ax.legend(fontsize=7, loc="best")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def caption_for(table: pd.DataFrame) -> str:
@@ -223,24 +225,11 @@ def caption_for(table: pd.DataFrame) -> str:
             "frozen-model floor at the same checkpointing setting.")
 
 
-def write_table3(records: list[dict], csv: Path, md: Path, png: Path) -> pd.DataFrame:
-    table = build_table3(records)
-    goals = performance_goals(table)
-    _atomic_write_text(Path(csv), table.to_csv(index=False))
-    _atomic_write_text(Path(md), to_markdown(table, goals, caption_for(table)))
+def write_table3(records: list[dict], facts: dict[str, dict], csv: Path, md: Path,
+                 png: Path) -> pd.DataFrame:
+    table = build_table3(records, facts)
+    goals = performance_goals(table, facts)
+    write_text(Path(csv), table.to_csv(index=False))
+    write_text(Path(md), to_markdown(table, goals, caption_for(table)))
     figure_memory_time(table, Path(png))
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Table 3 from measurement records")
-    p.add_argument("records", nargs="+", type=Path)
-    p.add_argument("--out-dir", type=Path, default=Path("results"))
-    a = p.parse_args(argv)
-    write_table3(read_records(a.records), a.out_dir / "table3.csv", a.out_dir / "table3.md",
-                 a.out_dir / "figure_memory_time.png")
-    print((a.out_dir / "table3.md").read_text())
-
-
-if __name__ == "__main__":
-    main()

@@ -5,43 +5,31 @@ row's `notes` column says why (not run in this config, no data, failed, ...).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from statistics import mean
+from typing import Callable
 
 import pandas as pd
 
 from analysis.results import Cell, read_cell, result_key
+from artifacts.atomic import write_text
 
 BENCH_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA",
                 "humaneval": "HumanEval", "heldout_loss": "held-out loss"}
 DECIMALS = {"heldout_loss": 2}  # shown digits where not 1 (scores are percentages)
 MIXTURE_LABELS = {"flan": "Flan-style", "single": "single-source", "mix": "mixture"}
-METHOD_LABELS = {"original": "Original", "full": "FullFT", "ia3": "(IA)3", "lora": "LoRA",
-                 "sft-ag": "SFT-AG", "sft-ma": "SFT-MA", "sift": "SIFT",
-                 "original-4bit": "Original (4-bit)", "qlora": "qLoRA", "qsft-ag": "qSFT-AG",
-                 "qsft-ma": "qSFT-MA"}
-
-TABLE1_METHODS = ["original", "full", "ia3", "lora", "sft-ag", "sft-ma", "sift"]
+# The paper's column layout; rows are the config's methods, labelled by their method files.
 TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
                   ("mix", "mmlu"), ("mix", "gsm"), ("mix", "bbh"), ("mix", "tydiqa"),
                   ("mix", "humaneval")]
 # Not in the paper: a config may add held-out instruction loss per mixture (lower is better).
 HELDOUT_COLUMNS = [("flan", "heldout_loss"), ("single", "heldout_loss"), ("mix", "heldout_loss")]
-TABLE2_METHODS = ["original-4bit", "qlora", "qsft-ag", "qsft-ma"]
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
-
-UNTUNED = ("original", "original-4bit")
+COLUMNS = {"table1": TABLE1_COLUMNS, "table2": TABLE2_COLUMNS}
 
 
 def column_name(role: str, bench: str) -> str:
     return f"{role}/{bench}"
-
-
-def eval_index(evals_root: Path, model: str, role: str, method: str, seed: int) -> Path:
-    """Where the DAG writes the evaluation index of one run (see workflow/rules/common.smk)."""
-    mixture = "none" if method in UNTUNED else role
-    return evals_root / model / mixture / method / "default" / f"seed{seed}" / "index.json"
 
 
 def _mean_cell(cells: list[Cell]) -> Cell:
@@ -52,23 +40,32 @@ def _mean_cell(cells: list[Cell]) -> Cell:
     return Cell(mean(values), reason)
 
 
-def build_table(evals_root: Path, models: list[str], methods: list[str],
-                columns: list[tuple[str, str]], planned: dict, seeds: list[int]) -> pd.DataFrame:
-    """One row per (model, method); `planned` maps a method to the columns this config runs.
+def table_columns(table: str, planned: dict) -> list[tuple[str, str]]:
+    """The paper's columns of `table`, plus the held-out loss columns the config asks for."""
+    asked = {p for pairs in planned.values() for p in pairs}
+    return COLUMNS[table] + [c for c in HELDOUT_COLUMNS if c in asked]
+
+
+def build_table(index_of: Callable[[str, str, str, int], Path], models: list[str],
+                labels: dict[str, str], columns: list[tuple[str, str]], planned: dict,
+                seeds: list[int]) -> pd.DataFrame:
+    """One row per (model, method), methods in the order of `labels` (method -> row label);
+    `planned` maps a method to the columns this config runs, `index_of(model, role, method,
+    seed)` names a run's evaluation index.
 
     A benchmark with no data in this config (TyDiQA offline) is still "evaluated": its result
-    file carries the reason, which lands in `notes`. Extra methods that the config runs but the paper's layout lacks get rows too.
+    file carries the reason, which lands in `notes`.
     """
     rows = []
     for model in models:
-        for method in methods + [m for m in planned if m not in methods]:
-            row = {"model": model, "method": METHOD_LABELS.get(method, method)}
+        for method, label in labels.items():
+            row = {"model": model, "method": label}
             reasons: dict[str, list[str]] = {}
             for role, bench in columns:
                 if (role, bench) not in planned.get(method, []):
                     cell = Cell(None, "not run in this config")
                 else:
-                    cell = _mean_cell([read_cell(eval_index(evals_root, model, role, method, s),
+                    cell = _mean_cell([read_cell(index_of(model, role, method, s),
                                                  result_key(role, bench)) for s in seeds])
                 row[column_name(role, bench)] = (None if cell.value is None
                                                  else round(cell.value, 2))
@@ -80,13 +77,6 @@ def build_table(evals_root: Path, models: list[str], methods: list[str],
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "method"]
                         + [column_name(*c) for c in columns] + ["notes"])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _display_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -110,8 +100,8 @@ def _formatted(table: pd.DataFrame, empty: str) -> pd.DataFrame:
 
 def write_table(table: pd.DataFrame, csv_path: Path) -> None:
     """CSV for machines, Markdown and LaTeX (same stem) for people and papers."""
-    _atomic_write(csv_path, table.to_csv(index=False))
+    write_text(csv_path, table.to_csv(index=False))
     md = _display_columns(_formatted(table, ""))
-    _atomic_write(csv_path.with_suffix(".md"), md.to_markdown(index=False, disable_numparse=True))
+    write_text(csv_path.with_suffix(".md"), md.to_markdown(index=False, disable_numparse=True))
     tex = _display_columns(_formatted(table.drop(columns=["notes"]), "--"))
-    _atomic_write(csv_path.with_suffix(".tex"), tex.to_latex(index=False))
+    write_text(csv_path.with_suffix(".tex"), tex.to_latex(index=False))

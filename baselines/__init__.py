@@ -1,37 +1,10 @@
-"""The method registry: resolve a method's config, train it through finetune.train, load the
-result for evaluation. See baselines/README.md for the methods and how to add one."""
-from __future__ import annotations
+"""Methods: each is a YAML file in config/methods/ naming the builder that trains it.
 
-from pathlib import Path
+This package face is torch-free (what the DAG imports while it parses): reading and resolving
+method files and their facts. The builders (baselines.registry) and loading a trained run for
+evaluation (baselines.eval_model) import torch; import them where they are used.
+See baselines/README.md for the methods and how to add one.
+"""
+from baselines.config import available_methods, method_facts, read_method_file, resolve_method
 
-import torch
-
-from baselines.config import available_methods, resolve_method
-from baselines.loading import bf16_supported, load_base
-from baselines.registry import get_builder
-
-__all__ = ["resolve_method", "load_for_eval", "available_methods", "get_builder"]
-
-
-def load_for_eval(model_path: str, run_dir: Path | None, method: dict | None,
-                  dtype: torch.dtype | None = None):
-    """(model, tokenizer) ready for evaluation, in eval mode.
-
-    `run_dir` None is the untuned "Original" model; a method with `quantize: nf4` and no run is
-    "Original (4-bit)". Trained artifacts are merged into the base where possible; over a 4-bit
-    base they stay unmerged.
-    """
-    from finetune.train import load_tokenizer
-
-    dtype = dtype or (torch.bfloat16 if bf16_supported() else torch.float32)
-    tokenizer = load_tokenizer(model_path)
-    if run_dir is None:
-        model = load_base(model_path, dtype, (method or {}).get("quantize"))
-    else:
-        if method is None:
-            raise ValueError(f"load_for_eval: run {run_dir} needs its method (train_summary.json)")
-        artifact = Path(run_dir) / "artifact"
-        if not artifact.is_dir():
-            raise FileNotFoundError(f"{artifact}: no trained artifact (did training finish?)")
-        model = get_builder(method).load(model_path, artifact, method, dtype)
-    return model.eval(), tokenizer
+__all__ = ["available_methods", "method_facts", "read_method_file", "resolve_method"]

@@ -1,7 +1,11 @@
 """Method configs: `config/methods/<name>.yaml` -> one flat, resolved method dict.
 
 A method file has a `builder` (which code trains it, see baselines.registry), `defaults`, and
-optional per-model-size `sizes` (Table 4 for 7b/13b). Resolution order, later wins:
+optional per-model-size `sizes` (Table 4 for 7b/13b). It also holds the facts about the method
+that the tables need (`method_facts`): its `label`, which of the paper's tables lists it
+(`table`: 1, or 2 for the 4-bit methods), and for Table 3 its frozen floor and reference
+(`profile: {floor, reference}`). Whether it is 4-bit is `defaults.quantize`; an untuned model
+(the "Original" rows, and Table 3's floors) has `builder: untuned`. Resolution order, later wins:
 defaults < sizes[model_size] < overrides (the config's `method_overrides` and the grid-search
 wildcard). An override must name a key the method declares, so a typo fails instead of
 silently training the default.
@@ -14,7 +18,9 @@ from pathlib import Path
 import yaml
 
 META_KEYS = ("builder", "description", "peft_config")
-FILE_KEYS = set(META_KEYS) | {"defaults", "sizes"}
+FACT_KEYS = ("label", "table", "profile")
+FILE_KEYS = set(META_KEYS) | set(FACT_KEYS) | {"defaults", "sizes"}
+UNTUNED_BUILDER = "untuned"
 
 
 def methods_dir() -> Path:
@@ -50,8 +56,26 @@ def read_method_file(name: str, directory: Path | None = None) -> dict:
         bad = sorted(set(values or {}) - set(data.get("defaults", {})))
         if bad:
             raise ValueError(f"{path}: sizes.{size} sets {bad}, which 'defaults' does not declare")
+    if data.get("table") not in (None, 1, 2):
+        raise ValueError(f"{path}: 'table' must be 1 or 2, got {data['table']!r}")
+    profile = data.get("profile", {})
+    if not isinstance(profile, dict) or set(profile) - {"floor", "reference"}:
+        raise ValueError(f"{path}: 'profile' must be a mapping with 'floor' and 'reference'")
     data["_path"] = str(path)
     return data
+
+
+def method_facts(name: str, directory: Path | None = None) -> dict:
+    """What the DAG and the tables know about a method, all from its file: label, table (1 or 2;
+    a file without `table` joins Table 2 if it is 4-bit, else Table 1), quantized (4-bit),
+    untuned (no training run), and Table 3's floor and reference."""
+    data = read_method_file(name, directory)
+    profile = data.get("profile", {})
+    quantized = bool(data.get("defaults", {}).get("quantize"))
+    return {"name": name, "label": data.get("label", name),
+            "table": data.get("table", 2 if quantized else 1), "quantized": quantized,
+            "untuned": data["builder"] == UNTUNED_BUILDER,
+            "floor": profile.get("floor"), "reference": profile.get("reference")}
 
 
 def resolve_method(name: str, overrides: dict | None = None, model_size: str | None = None,

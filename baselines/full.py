@@ -9,11 +9,10 @@ from pathlib import Path
 
 import torch
 
+from baselines.builder import BuildContext, Builder, builder_kwargs
 from baselines.loading import load_base
-from baselines.registry import BuildContext, Builder, builder_kwargs, register
 
 
-@register("full")
 class FullBuilder(Builder):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         if builder_kwargs(method):

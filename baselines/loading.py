@@ -1,10 +1,8 @@
-"""Loading a base model the way every method needs it: dtype, device, optional 4-bit NF4."""
+"""Loading a base model and its tokenizer the way every method needs them: dtype, device,
+optional 4-bit NF4."""
 from __future__ import annotations
 
 import os
-import shutil
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
@@ -55,20 +53,11 @@ def load_base(model_path: str, dtype: torch.dtype, quantize: str | None = None):
     return model
 
 
-@contextmanager
-def atomic_dir(final: Path):
-    """Yield a temporary folder next to `final`; on success it replaces `final` in one rename."""
-    final = Path(final)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.{os.getpid()}.old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+def load_tokenizer(model_path: str):
+    """The model's tokenizer, with a pad token (Llama-2 has none; padded positions are masked)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

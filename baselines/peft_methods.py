@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from baselines.builder import BuildContext, Builder, builder_kwargs
 from baselines.loading import load_base
-from baselines.registry import BuildContext, Builder, builder_kwargs, register
 
 
 def peft_config(method: dict):
@@ -30,7 +30,6 @@ def peft_config(method: dict):
         raise ValueError(f"method {method['name']!r}: {cls_name} rejects its kwargs: {err}") from None
 
 
-@register("peft")
 class PeftBuilder(Builder):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         from peft import get_peft_model, prepare_model_for_kbit_training
@@ -39,7 +38,7 @@ class PeftBuilder(Builder):
         base = load_base(model_path, ctx.dtype, method.get("quantize"))
         if method.get("quantize"):
             base = prepare_model_for_kbit_training(
-                base, use_gradient_checkpointing=ctx.gradient_checkpointing,
+                base, use_gradient_checkpointing=ctx.activation_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         # autocast_adapter_dtype keeps adapter weights fp32 over a bf16 base (PROTOCOL.md).
         return get_peft_model(base, config, autocast_adapter_dtype=True)

@@ -1,88 +1,27 @@
-"""The method registry: a method's YAML names a builder; a builder turns a base model into a
-trainable one, says how to optimise it, saves the trained artifact and loads it back for eval.
-
-Adding a peft method is one YAML file (builder: peft). A bespoke method adds one Builder
-subclass here and registers it in BUILDERS.
-"""
+"""The builders, listed explicitly (as peft lists its dispatchers): a method file's `builder`
+key is looked up here. A bespoke method adds its Builder subclass to this table."""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
+from baselines.builder import Builder
+from baselines.full import FullBuilder
+from baselines.peft_methods import PeftBuilder
+from baselines.sift.builder import SiftBuilder
+from baselines.sparse import SftBuilder
+from baselines.untuned import UntunedBuilder
 
-import torch
-
-# Keys of a resolved method that the training loop consumes; everything else is the builder's.
-LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize"})
-IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size"})
-
-
-def builder_kwargs(method: dict) -> dict:
-    return {k: v for k, v in method.items() if k not in LOOP_KEYS | IDENTITY_KEYS}
-
-
-@dataclass
-class BuildContext:
-    dtype: torch.dtype  # base-weight dtype (bf16 on capable GPUs, else fp32)
-    gradient_checkpointing: bool = False
-    bf16: bool = False  # autocast in bf16 during training
-    max_grad_norm: float = 1.0
-
-
-class Builder(ABC):
-    """One family of methods. Subclasses implement build/save/load; the rest has defaults."""
-
-    @abstractmethod
-    def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
-        """The model to train, on the default device, with only the tuned parameters trainable."""
-
-    def optimizer(self, model: torch.nn.Module, method: dict,
-                  ctx: BuildContext) -> torch.optim.Optimizer | None:
-        """None: the Trainer's AdamW over parameters with requires_grad, at method['lr']."""
-        return None
-
-    def callbacks(self, model: torch.nn.Module, method: dict, optimizer) -> list:
-        return []
-
-    @abstractmethod
-    def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
-        """Write the trained artifact (adapter, sparse delta or full weights) into artifact_dir."""
-
-    @abstractmethod
-    def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
-        """The evaluation model: merged into the base where possible, unmerged over 4-bit."""
-
-    # Checkpoints: by default the Trainer saves and restores the model (full weights, or the
-    # peft adapter). A builder whose model is neither sets owns_checkpoints and implements both.
-    owns_checkpoints = False
-
-    def save_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
-        self.save(model, directory)
-
-    def restore_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
-        raise RuntimeError(f"{type(self).__name__} cannot resume from {directory}")
-
-    def trainable_parameters(self, model: torch.nn.Module) -> int:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-BUILDERS: dict[str, Builder] = {}
-
-
-def register(name: str):
-    def wrap(cls):
-        BUILDERS[name] = cls()
-        return cls
-    return wrap
+BUILDERS: dict[str, type[Builder]] = {
+    "full": FullBuilder,
+    "peft": PeftBuilder,
+    "sft": SftBuilder,
+    "sift": SiftBuilder,
+    "untuned": UntunedBuilder,
+}
 
 
 def get_builder(method: dict) -> Builder:
-    # Importing the modules registers their builders.
-    from baselines import full, peft_methods, sparse  # noqa: F401
-    from baselines.sift import builder  # noqa: F401
-
+    """A fresh builder for a resolved method (builders may keep per-run state, e.g. SIFT's budget)."""
     name = method.get("builder")
     if name not in BUILDERS:
         raise ValueError(f"method {method.get('name')!r}: unknown builder {name!r} "
-                         f"(registered: {sorted(BUILDERS)})")
-    return BUILDERS[name]
+                         f"(known: {sorted(BUILDERS)})")
+    return BUILDERS[name]()

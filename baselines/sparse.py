@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from baselines.builder import BuildContext, Builder
 from baselines.loading import load_base
-from baselines.registry import BuildContext, Builder, register
 
 SFT_KEYS = {"selection", "r", "target_modules", "reselection_steps", "accumulation_steps",
             "initial_reselection_rate", "schedule", "sm3_momentum", "sm3_beta"}
@@ -34,7 +34,6 @@ def sft_config(model, method: dict):
                      **{k: method[k] for k in keys if k in method})
 
 
-@register("sft")
 class SftBuilder(Builder):
     # An SftModel is no PreTrainedModel (and the Trainer's own save of its state dict fails on
     # tied embeddings): a checkpoint holds the deltas (save_pretrained), the Trainer's optimizer,
@@ -56,11 +55,11 @@ class SftBuilder(Builder):
         from sft import SftAdamW, SftSM3
 
         groups = model.trainable_parameters_groups
-        lr, wd = float(method["lr"]), float(method.get("weight_decay", 0.0))
         if method["selection"] == "ma":
-            return SftSM3(groups, lr=lr, weight_decay=wd, momentum=float(method.get("sm3_momentum", 0.0)),
+            return SftSM3(groups, lr=ctx.lr, weight_decay=ctx.weight_decay,
+                          momentum=float(method.get("sm3_momentum", 0.0)),
                           beta=float(method.get("sm3_beta", 0.0)))
-        return SftAdamW(groups, lr=lr, weight_decay=wd)
+        return SftAdamW(groups, lr=ctx.lr, weight_decay=ctx.weight_decay)
 
     def callbacks(self, model, method: dict, optimizer) -> list:
         from sft import SftSelector, SftTrainerCallback

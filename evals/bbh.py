@@ -25,10 +25,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from evals.io import require
+from artifacts.packaged import fetch_archive
 from evals.lm_eval_files import read_task_yaml
-from evals.sources import hub_rows, local_rows, seeded_subset, source_of
-from finetune.packaged import fetch_archive
+from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "bbh"
 METRIC = "exact_match"

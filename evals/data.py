@@ -21,7 +21,7 @@ import hashlib
 from importlib import import_module
 from pathlib import Path
 
-from evals.io import write_json, write_jsonl
+from artifacts.atomic import write_json, write_jsonl
 
 BENCHMARKS = ("mmlu", "gsm", "bbh", "tydiqa", "humaneval")
 SCHEMA_VERSION = 1

@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from evals.io import require
+from artifacts.packaged import PackagedFile, fetch
 from evals.lm_eval_files import fewshot_samples
-from evals.sources import hub_rows, local_rows, seeded_subset, source_of
-from finetune.packaged import PackagedFile, fetch
+from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "gsm"
 METRIC = "exact_match"

@@ -19,10 +19,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from evals.io import require
+from artifacts.packaged import PackagedFile, fetch
 from evals.sandbox import run_program
-from evals.sources import hub_rows, local_rows, seeded_subset, source_of
-from finetune.packaged import PackagedFile, fetch
+from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "humaneval"
 METRIC = "pass_at_k"

@@ -1,6 +1,6 @@
 """Few-shot exemplars that lm-eval ships (GSM8K CoT, BBH CoT, MMLU dev), read from the pinned wheel.
 
-We read the YAML files out of the pinned `lm-eval` wheel with `finetune.packaged.fetch` rather than
+We read the YAML files out of the pinned `lm-eval` wheel with `artifacts.packaged.fetch` rather than
 from the installed package, so the prompts stay fixed even if the venv's lm-eval is upgraded.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from finetune.packaged import PackagedFile, fetch
+from artifacts.packaged import PackagedFile, fetch
 
 LM_EVAL_REQUIREMENT = "lm-eval==0.4.13"
 

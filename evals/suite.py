@@ -23,8 +23,9 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from artifacts.atomic import write_json, write_jsonl
+from artifacts.jsonl import read_jsonl
 from evals.data import benchmark_module, manifest_path
-from evals.io import read_jsonl, write_json, write_jsonl
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 

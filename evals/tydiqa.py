@@ -21,8 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from evals.data import DataUnavailable
-from evals.io import require
-from evals.sources import hub_rows, local_rows, seeded_subset, source_of
+from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "tydiqa"
 METRIC = "f1"

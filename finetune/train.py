@@ -8,10 +8,9 @@ out_dir/checkpoints/, and a restarted run resumes from the newest one; on CPU th
 are bit-identical to an uninterrupted run (the Trainer restores optimizer, scheduler, RNG and
 data position).
 
-Data parallel: `python -m finetune.train ...` under `torchrun --nproc_per_node=N` trains one run
-on N GPUs (the Trainer sets up DDP). The effective batch stays batch_size x grad_accum (each
-process accumulates grad_accum / N micro-batches), so a run's schedule does not depend on N;
-only process 0 writes the run's files.
+The command line (`python -m finetune.train --method-file RUN/method.json ...`) reads the method
+as the DAG resolved it, once, into the run's folder; under torchrun it trains one run on N GPUs
+(finetune.data_parallel).
 """
 from __future__ import annotations
 
@@ -20,30 +19,29 @@ import json
 import logging
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
-from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback,
-                          TrainingArguments, set_seed)
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from baselines.config import resolve_method
-from baselines.loading import atomic_dir, resolve_bf16
-from baselines.registry import BuildContext, get_builder
+from artifacts.atomic import atomic_dir, write_json
+from baselines.builder import BuildContext
+from baselines.loading import load_tokenizer, resolve_bf16
+from baselines.registry import get_builder
 from finetune.chat import IGNORE_INDEX, encode_example
+from finetune.data_parallel import check_data_parallel, train_data_parallel
 from finetune.metrics import StepRecorder, read_metrics
-from finetune.mixtures.io import read_rows, write_json_atomic
+from finetune.mixtures.io import read_rows
 
 log = logging.getLogger("finetune.train")
 
+# The one owner of the training defaults (the config schema only checks types).
 TRAIN_DEFAULTS = {
     "max_steps": -1, "epochs": 2, "batch_size": 4, "grad_accum": 1, "max_length": 2048,
     "warmup_ratio": 0.03, "logging_steps": 10, "save_steps": 200, "save_total_limit": 2,
-    "gradient_checkpointing": False, "bf16": "auto", "max_grad_norm": 1.0,
+    "activation_checkpointing": False, "bf16": "auto", "max_grad_norm": 1.0,
 }
 
 
@@ -57,36 +55,6 @@ def resolve_train_cfg(train_cfg: dict) -> dict:
     return cfg
 
 
-# Builders whose training is wrong under DDP, and why.
-NOT_DATA_PARALLEL = {
-    "sift": "its optimizer picks the mask from, and then drops, each process's own gradient in a "
-            "hook that runs before DDP averages the gradients, so the processes would diverge",
-}
-
-
-def check_data_parallel(method: dict, train_cfg: dict, world_size: int) -> None:
-    """Refuse, before any process starts, a run that `world_size` processes cannot train as one
-    process would."""
-    if world_size <= 1:
-        return
-    reason = NOT_DATA_PARALLEL.get(method.get("builder"))
-    if reason:
-        raise ValueError(f"method {method.get('name')!r} cannot train on {world_size} GPUs "
-                         f"(resources.train.gpu): {reason}; give its runs 1 GPU")
-    grad_accum = resolve_train_cfg(train_cfg)["grad_accum"]
-    if grad_accum % world_size:
-        raise ValueError(f"train.grad_accum ({grad_accum}) must be a multiple of the number of GPUs "
-                         f"({world_size}, resources.train.gpu): each GPU accumulates grad_accum / "
-                         "GPUs micro-batches, so that the effective batch stays batch_size x grad_accum")
-
-
-def load_tokenizer(model_path: str):
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:  # Llama-2 has none; padded positions are masked anyway
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[dict], int]:
     """(encoded examples, number dropped for having no trainable token)."""
     rows = read_rows(data_path)
@@ -98,6 +66,7 @@ def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[di
     return kept, len(rows) - len(kept)
 
 
+METHOD_FILE = "method.json"  # the resolved method, in the run folder: the one copy every reader uses
 CHECKPOINT_COMPLETE = "checkpoint-complete"
 
 
@@ -147,21 +116,21 @@ class HarnessTrainer(Trainer):
         return loss
 
 
-def _training_args(cfg: dict, method: dict, out_dir: Path, seed: int, bf16: bool,
+def _training_args(cfg: dict, ctx: BuildContext, out_dir: Path, seed: int,
                    world_size: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         max_steps=cfg["max_steps"], num_train_epochs=cfg["epochs"],
         per_device_train_batch_size=cfg["batch_size"],
         gradient_accumulation_steps=cfg["grad_accum"] // world_size,
-        learning_rate=float(method["lr"]), weight_decay=float(method.get("weight_decay", 0.0)),
+        learning_rate=ctx.lr, weight_decay=ctx.weight_decay,
         lr_scheduler_type="linear", warmup_steps=float(cfg["warmup_ratio"]),
         max_grad_norm=cfg["max_grad_norm"],
         logging_steps=cfg["logging_steps"], logging_nan_inf_filter=False,
         save_strategy="steps", save_steps=cfg["save_steps"], save_total_limit=cfg["save_total_limit"],
-        activation_checkpointing=cfg["gradient_checkpointing"],
+        activation_checkpointing=ctx.activation_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
-        bf16=bf16, seed=seed, data_seed=seed, report_to=[], remove_unused_columns=False,
+        bf16=ctx.bf16, seed=seed, data_seed=seed, report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
     )
 
@@ -177,24 +146,23 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_method(method, out_dir)
     cfg = resolve_train_cfg(train_cfg)
-    if "lr" not in method:
-        raise ValueError(f"method {method.get('name')!r} has no 'lr'")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    check_data_parallel(method, cfg, world_size)
+    check_data_parallel(method, cfg["grad_accum"], world_size)
     bf16 = resolve_bf16(cfg["bf16"])
+    ctx = BuildContext.for_method(method, torch.bfloat16 if bf16 else torch.float32,
+                                  activation_checkpointing=cfg["activation_checkpointing"],
+                                  bf16=bf16, max_grad_norm=cfg["max_grad_norm"])
     set_seed(seed)
 
     tokenizer = load_tokenizer(model_path)
     dataset, n_dropped = encode_mixture(tokenizer, Path(data_path), cfg["max_length"])
     builder = get_builder(method)
-    ctx = BuildContext(dtype=torch.bfloat16 if bf16 else torch.float32,
-                       gradient_checkpointing=cfg["gradient_checkpointing"], bf16=bf16,
-                       max_grad_norm=cfg["max_grad_norm"])
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
     recorder = StepRecorder(out_dir / "metrics.jsonl")
-    args = _training_args(cfg, method, out_dir, seed, bf16, world_size)
+    args = _training_args(cfg, ctx, out_dir, seed, world_size)
     trainer = HarnessTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
@@ -215,7 +183,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         builder.save(trainer.model, tmp, optimizer)
     metrics = read_metrics(out_dir / "metrics.jsonl")
     summary = {
-        "status": "ok", "method": method, "seed": seed, "train_cfg": cfg, "model_path": model_path,
+        "status": "ok", "method_file": METHOD_FILE, "seed": seed, "train_cfg": cfg, "model_path": model_path,
         "data_path": str(data_path), "n_examples": len(dataset), "n_dropped_no_target": n_dropped,
         "steps": trainer.state.global_step, "resumed_from": resume,
         "final_loss": metrics[-1]["loss"] if metrics else None,
@@ -227,26 +195,51 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
     }
-    write_json_atomic(out_dir / "train_summary.json", summary)
+    write_json(out_dir / "train_summary.json", summary, indent=2, sort_keys=True)
     return summary
 
 
-def cli_argv(model_path: str, data_path: Path, method: str, overrides: dict, model_size: str | None,
-             train_cfg: dict, out_dir: Path, seed: int) -> list[str]:
+def record_method(method: dict, run_dir: Path) -> None:
+    """Write the resolved method to run_dir/method.json, or check that the one there (the DAG
+    writes it before training) is this method: a run folder never holds two methods."""
+    path = Path(run_dir) / METHOD_FILE
+    if not path.exists():
+        write_json(path, method, indent=2, sort_keys=True)
+    elif json.loads(path.read_text()) != method:
+        raise ValueError(f"{path} holds another method than the one being trained")
+
+
+def read_method(run_dir: Path) -> dict:
+    """The resolved method a run was trained with."""
+    return json.loads((Path(run_dir) / METHOD_FILE).read_text())
+
+
+def train_from_file(model_path: str, data_path: Path, train_cfg: dict, out_dir: Path, seed: int,
+                    gpus: int = 1, stdout=None) -> None:
+    """Train the method resolved in out_dir/method.json: in this process on one device, or under
+    torchrun on `gpus` GPUs (checked first, so a config error fails before any process starts)."""
+    method = read_method(out_dir)
+    if gpus <= 1:
+        train(model_path, data_path, method, train_cfg, out_dir, seed)
+        return
+    check_data_parallel(method, resolve_train_cfg(train_cfg)["grad_accum"], gpus)
+    train_data_parallel(gpus, cli_argv(model_path, data_path, Path(out_dir) / METHOD_FILE,
+                                       train_cfg, out_dir, seed), stdout=stdout)
+
+
+def cli_argv(model_path: str, data_path: Path, method_file: Path, train_cfg: dict, out_dir: Path,
+             seed: int) -> list[str]:
     """The command line that :func:`parse_args` reads back."""
-    argv = ["--model", model_path, "--data", str(data_path), "--method", method,
-            "--overrides", json.dumps(overrides), "--train-cfg", json.dumps(train_cfg),
-            "--out", str(out_dir), "--seed", str(seed)]
-    return argv + (["--model-size", model_size] if model_size is not None else [])
+    return ["--model", model_path, "--data", str(data_path), "--method-file", str(method_file),
+            "--train-cfg", json.dumps(train_cfg), "--out", str(out_dir), "--seed", str(seed)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="HF folder or hub id")
     p.add_argument("--data", required=True, type=Path, help="mixture JSONL (prompt, response)")
-    p.add_argument("--method", required=True, help="a config/methods/<name>.yaml")
-    p.add_argument("--overrides", type=json.loads, default={}, help="JSON: method hyperparameters")
-    p.add_argument("--model-size", default=None, help="picks the method file's `sizes` entry (7b, 13b)")
+    p.add_argument("--method-file", required=True, type=Path,
+                   help="the resolved method, JSON (baselines.resolve_method, written by the DAG)")
     p.add_argument("--train-cfg", type=json.loads, default={}, help="JSON: the config's `train` section")
     p.add_argument("--out", required=True, type=Path, help="the run folder")
     p.add_argument("--seed", type=int, default=0)
@@ -257,37 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    train(a.model, a.data, resolve_method(a.method, a.overrides, a.model_size), a.train_cfg, a.out,
-          a.seed)
-
-
-def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
-    """`torchrun --standalone --nproc_per_node=N -m finetune.train ARGV`, with this interpreter."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "finetune.train", *argv]
-
-
-class DataParallelError(RuntimeError):
-    """A process of a torchrun training failed; the message is that process's error."""
-
-
-def _root_cause(error_file: Path, status: int) -> str:
-    """The failing process's "Type: message", which torchrun copies into its error file."""
-    if not error_file.exists():  # e.g. a process killed by a signal writes none
-        return f"torchrun exited with status {status}"
-    message = json.loads(error_file.read_text())["message"]
-    return message if isinstance(message, str) else message["message"]
-
-
-def train_data_parallel(nproc: int, argv: list[str], stdout=None) -> None:
-    """Run the CLI on `nproc` processes; on failure raise the failing process's own error, so
-    that a failure record names the cause, not an exit status."""
-    with tempfile.TemporaryDirectory() as tmp:
-        error_file = Path(tmp) / "error.json"
-        done = subprocess.run(torchrun_command(nproc, argv), stdout=stdout, stderr=subprocess.STDOUT,
-                              env={**os.environ, "TORCHELASTIC_ERROR_FILE": str(error_file)})
-        if done.returncode:
-            raise DataParallelError(_root_cause(error_file, done.returncode))
+    train(a.model, a.data, json.loads(a.method_file.read_text()), a.train_cfg, a.out, a.seed)
 
 
 if __name__ == "__main__":

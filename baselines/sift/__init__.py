@@ -6,7 +6,7 @@ applied to the weights in place. Gradients are gathered to the masked entries by
 as soon as each weight's dense gradient exists, and the dense gradient is freed at once, so
 at most one layer's dense gradient lives at a time (the paper's memory-efficient hooks).
 """
-from baselines.sift.optim import SiftAdamW
 from baselines.sift.delta import apply_sift_delta, save_sift_delta
+from baselines.sift.optim import SiftAdamW
 
 __all__ = ["SiftAdamW", "apply_sift_delta", "save_sift_delta"]

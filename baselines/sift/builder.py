@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from baselines.builder import BuildContext, Builder
 from baselines.loading import load_base
-from baselines.registry import BuildContext, Builder, register
 from baselines.sift.delta import apply_sift_delta, save_sift_delta
 from baselines.sift.optim import SiftAdamW
 
@@ -23,7 +23,6 @@ def _targets(model, method):
     return [lin.weight for lin in targets], counts
 
 
-@register("sift")
 class SiftBuilder(Builder):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         unknown = sorted(set(method) - KEYS - {"name", "builder", "model_size", "lr", "weight_decay"})
@@ -39,8 +38,7 @@ class SiftBuilder(Builder):
     def optimizer(self, model, method: dict, ctx: BuildContext):
         weights, counts = _targets(model, method)
         self._budget = sum(counts)
-        return SiftAdamW(weights, counts, lr=float(method["lr"]),
-                         weight_decay=float(method.get("weight_decay", 0.0)),
+        return SiftAdamW(weights, counts, lr=ctx.lr, weight_decay=ctx.weight_decay,
                          max_grad_norm=ctx.max_grad_norm, mask_batches=int(method.get("mask_batches", 1)))
 
     def trainable_parameters(self, model) -> int:

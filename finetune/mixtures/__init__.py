@@ -21,7 +21,8 @@ from pathlib import Path
 
 from finetune.mixtures import bigbench, flan, hub
 from finetune.mixtures.decontaminate import OverlapIndex, decontaminate, eval_items
-from finetune.mixtures.io import manifest_path, read_rows, write_json_atomic, write_rows
+from artifacts.atomic import write_json
+from finetune.mixtures.io import manifest_path, read_rows, write_rows
 
 __all__ = ["build_mixture", "read_rows", "manifest_path", "SPEC_KEYS"]
 
@@ -126,5 +127,5 @@ def build_mixture(name: str, spec: dict, cache_dir: Path, out_path: Path,
     digest = write_rows(out_path, rows)
     manifest = {"name": name, "spec": spec, "n_rows": len(rows), "counts": dict(sorted(counts.items())),
                 "dropped_overlapping_evals": dropped, "sha256": digest, "file": out_path.name}
-    write_json_atomic(manifest_path(out_path), manifest)
+    write_json(manifest_path(out_path), manifest, indent=2, sort_keys=True)
     return manifest

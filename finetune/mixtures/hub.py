@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finetune.jsonl import iter_jsonl
+from artifacts.jsonl import iter_jsonl
 
 
 def normalise(raw: dict, where: str, source: str) -> dict | None:

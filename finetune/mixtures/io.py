@@ -7,11 +7,10 @@ the same folder, then `os.replace`.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 
-from finetune.jsonl import iter_jsonl
+from artifacts.atomic import jsonl_text, write_text
+from artifacts.jsonl import iter_jsonl
 
 ROW_KEYS = ("prompt", "response", "source")
 
@@ -20,23 +19,10 @@ def manifest_path(out_path: Path) -> Path:
     return Path(out_path).with_suffix(".manifest.json")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def write_rows(path: Path, rows: list[dict]) -> str:
     """Write rows as JSONL atomically; return the file's sha256."""
-    text = "".join(json.dumps({k: row[k] for k in ROW_KEYS}, ensure_ascii=False) + "\n"
-                   for row in rows)
-    write_text_atomic(path, text)
+    text = jsonl_text({k: row[k] for k in ROW_KEYS} for row in rows)
+    write_text(path, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -7,11 +7,11 @@ a fresh process per measurement (:mod:`finetune.profiling.runner` does): peak RS
 caching allocator are per process, so sharing one would let one method's allocations inflate
 the next one's.
 
-Methods are built by the study's registry (:mod:`baselines`) so that the table measures the
-code the study trains. Two extra "methods" are the frozen-model floors (``frozen``,
-``frozen-4bit``): every weight frozen, the gradient flowing through the activations only
-(forward + input-grad backward, no weight gradient, no optimizer), i.e. the least any
-fine-tuning method can cost.
+Methods are built by the study's builders (:mod:`baselines`) so that the table measures the
+code the study trains. The untuned methods (``original``, ``original-4bit``) are the frozen-model
+floors: every weight frozen, the gradient flowing through the activations only (forward +
+input-grad backward, no weight gradient, no optimizer), i.e. the least any fine-tuning method
+can cost.
 
 The step mirrors the study's Trainer step (finetune.train): optional bf16 autocast, backward,
 gradient clipping, optimizer step, zero_grad, then the builder's callbacks' ``on_step_end``
@@ -28,38 +28,16 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from artifacts.atomic import write_json
 from finetune.profiling.memory_search import OK, OOM
+from finetune.profiling.spec import MeasureSpec
 
-FLOORS = {"frozen": None, "frozen-4bit": "nf4"}
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class MeasureSpec:
-    model_path: str
-    method: str
-    rank: int = 16                      # LoRA rank r; SFT budgets are the LoRA-equivalent count
-    batch_size: int = 4
-    seq_len: int = 128
-    steps: int = 30                     # measured steps (paper: 30)
-    warmup_steps: int = 2               # not timed: lazy init, allocator growth, first plans
-    activation_checkpointing: bool = False
-    model_size: str | None = None       # picks the method's per-size defaults (Table 4)
-    threads: int | None = None
-    memory_cap_gib: float | None = None  # CUDA only: set_per_process_memory_fraction
-    seed: int = 0
-
-    def __post_init__(self):
-        for key in ("rank", "batch_size", "seq_len", "steps"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"MeasureSpec.{key} must be >= 1, got {getattr(self, key)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"MeasureSpec.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 def peak_rss_mb() -> float:
@@ -95,36 +73,30 @@ def _apply_memory_cap(cap_gib: float | None) -> float | None:
 
 
 def _build(spec: MeasureSpec, bf16: bool):
-    """(model, optimizer or None, callbacks, resolved method, trainable count) for spec.method."""
-    from baselines.loading import load_base
-    from baselines.registry import BuildContext, get_builder
-
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    if spec.method in FLOORS:
-        model = load_base(spec.model_path, dtype, FLOORS[spec.method])
-        model.requires_grad_(False)
-        # The gradient must flow through every block to the embeddings' output, as it does
-        # for any method that tunes the first layer: that is the floor's backward.
-        model.enable_input_require_grads()
-        if spec.activation_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return model, None, [], {"name": spec.method, "quantize": FLOORS[spec.method]}, 0
+    """(model, optimizer or None, callbacks, resolved method, trainable count) for spec.method,
+    through the study's builders; an untuned method (original, original-4bit) is the floor."""
     from baselines import resolve_method
+    from baselines.builder import BuildContext
+    from baselines.registry import get_builder
 
-    method = resolve_method(spec.method, {"r": spec.rank}, spec.model_size)
+    method = resolve_method(spec.method, None, spec.model_size)
+    if "r" in method:
+        method = resolve_method(spec.method, {"r": spec.rank}, spec.model_size)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    ctx = BuildContext.for_method(method, dtype, activation_checkpointing=spec.activation_checkpointing,
+                                  bf16=bf16)
     builder = get_builder(method)
-    ctx = BuildContext(dtype=dtype, gradient_checkpointing=spec.activation_checkpointing, bf16=bf16)
     model = builder.build(spec.model_path, method, ctx)
     if spec.activation_checkpointing:
         # What the Trainer does for TrainingArguments(activation_checkpointing=True).
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = builder.optimizer(model, method, ctx)
-    if optimizer is None:  # the Trainer's default: AdamW over the trainable parameters
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=float(method["lr"]),
-                                      weight_decay=float(method.get("weight_decay", 0.0)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer is None and params:  # the Trainer's default: AdamW over the trainable parameters
+        optimizer = torch.optim.AdamW(params, lr=ctx.lr, weight_decay=ctx.weight_decay)
     callbacks = builder.callbacks(model, method, optimizer)
-    return model, optimizer, callbacks, method, builder.trainable_parameters(model)
+    trainable = builder.trainable_parameters(model) if optimizer is not None else 0
+    return model, optimizer, callbacks, method, trainable
 
 
 def _batches(spec: MeasureSpec, vocab_size: int, device: torch.device):
@@ -243,54 +215,42 @@ def measure(spec: MeasureSpec) -> dict:
             "environment": _environment(), "wall_time_s": time.time() - started}
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[MeasureSpec, Path]:
+    """The command line mirrors MeasureSpec's fields; their defaults are MeasureSpec's."""
     p = argparse.ArgumentParser(prog="python -m finetune.profiling.measure", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="HF folder or hub id")
-    p.add_argument("--method", required=True, help="a config/methods/<name>.yaml, or frozen / frozen-4bit")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup-steps", type=int, default=2)
-    p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--model-size", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--memory-cap-gib", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", required=True, dest="model_path", help="HF folder or hub id")
+    p.add_argument("--method", required=True, help="a config/methods/<name>.yaml (original: the frozen floor)")
+    for f in fields(MeasureSpec):
+        if f.name in ("model_path", "method"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=f.default)
+        else:
+            kind = {"int": int, "float | None": float, "int | None": int}.get(f.type, str)
+            p.add_argument(flag, type=kind, default=f.default)
     p.add_argument("--out", required=True, type=Path)
-    a = p.parse_args(argv)
-    spec = MeasureSpec(a.model, a.method, a.rank, a.batch_size, a.seq_len, a.steps, a.warmup_steps,
-                       a.activation_checkpointing, a.model_size, a.threads, a.memory_cap_gib, a.seed)
-    return spec, a.out
+    a = vars(p.parse_args(argv))
+    out = a.pop("out")
+    return MeasureSpec(**a), out
 
 
 def spec_to_argv(spec: MeasureSpec, out: Path) -> list[str]:
     """The command line that :func:`parse_args` turns back into ``spec``."""
-    argv = ["--model", spec.model_path, "--method", spec.method, "--rank", str(spec.rank),
-            "--batch-size", str(spec.batch_size), "--seq-len", str(spec.seq_len),
-            "--steps", str(spec.steps), "--warmup-steps", str(spec.warmup_steps),
-            "--seed", str(spec.seed), "--out", str(out)]
-    if spec.activation_checkpointing:
-        argv.append("--activation-checkpointing")
-    for flag, value in (("--model-size", spec.model_size), ("--threads", spec.threads),
-                        ("--memory-cap-gib", spec.memory_cap_gib)):
-        if value is not None:
-            argv += [flag, str(value)]
+    argv = ["--model", spec.model_path, "--method", spec.method, "--out", str(out)]
+    for f in fields(MeasureSpec):
+        value = getattr(spec, f.name)
+        if f.name in ("model_path", "method") or value is None or value is False:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
     return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     spec, out = parse_args(argv)
     record = measure(spec)
-    write_json_atomic(out, record)
+    write_json(out, record, indent=2)
     print(json.dumps({k: record.get(k) for k in ("status", "mean_step_s", "peak_rss_mb",
                                                   "cuda_max_allocated_gib")}))
     return 0

@@ -14,7 +14,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from finetune.profiling.measure import MeasureSpec, spec_to_argv, write_json_atomic
+from artifacts.atomic import write_json
+from finetune.profiling.measure import spec_to_argv
+from finetune.profiling.spec import MeasureSpec
 from finetune.profiling.memory_search import OK, OOM, search_min_cap
 
 log = logging.getLogger("finetune.profiling")
@@ -40,7 +42,7 @@ def run_fresh(spec: MeasureSpec, out: Path, timeout_s: float | None = None) -> d
         record = {"status": FAILED,
                   "error": f"exit code {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
     record["spec"] = spec.__dict__
-    write_json_atomic(out, record)
+    write_json(out, record, indent=2)
     return record
 
 
@@ -77,10 +79,5 @@ def profile(spec: MeasureSpec, out: Path, granularity_gib: float = 1.0, oom_retr
                                     record["cuda_total_gib"], granularity_gib, oom_retries)
         record["cuda_min_cap"] = search.to_dict()
         record["cuda_min_cap_gib"] = search.cap_gib
-    write_json_atomic(out, record)
+    write_json(out, record, indent=2)
     return record
-
-
-def profile_all(specs: list[tuple[MeasureSpec, Path]], **kwargs) -> list[dict]:
-    """Measure each (spec, out) in turn, never two at once."""
-    return [profile(spec, out, **kwargs) for spec, out in specs]

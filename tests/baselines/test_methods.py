@@ -2,16 +2,18 @@
 import pytest
 import torch
 
-from baselines import available_methods, load_for_eval, resolve_method
-from finetune.train import train
+from baselines import available_methods, resolve_method
+from baselines.eval_model import load_for_eval
+from finetune.train import read_method, train
 
 CFG = {"max_steps": 2, "batch_size": 2, "grad_accum": 2, "max_length": 64, "logging_steps": 100,
        "save_steps": 100}
 EXPECTED = {"full", "lora", "ia3", "sft-ag", "sft-ma", "sift", "qlora", "qsft-ag", "qsft-ma", "dora", "shira"}
+UNTUNED = {"original", "original-4bit"}
 
 
-def test_the_eleven_methods_are_registered():
-    assert set(available_methods()) == EXPECTED
+def test_the_eleven_methods_and_two_untuned_models_have_files():
+    assert set(available_methods()) == EXPECTED | UNTUNED
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -20,8 +22,9 @@ def test_method_trains_and_changes_the_model(name, tiny_model_dir, mixture_path,
     summary = train(tiny_model_dir, mixture_path, method, CFG, tmp_path / name, seed=0)
     assert summary["steps"] == 2 and summary["trainable_params"] > 0
     assert (tmp_path / name / "artifact").is_dir()
-    tuned, tok = load_for_eval(tiny_model_dir, tmp_path / name, summary["method"])
-    original, _ = load_for_eval(tiny_model_dir, None, {"quantize": method.get("quantize")})
+    tuned, tok = load_for_eval(tiny_model_dir, tmp_path / name, read_method(tmp_path / name))
+    untuned = "original-4bit" if method.get("quantize") else "original"
+    original, _ = load_for_eval(tiny_model_dir, None, resolve_method(untuned))
     ids = tok("<|user|>\nWhat is 3 plus 3?\n<|assistant|>\n", return_tensors="pt").input_ids
     with torch.no_grad():
         assert not torch.equal(tuned(ids).logits, original(ids).logits)

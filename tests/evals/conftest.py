@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.packaged import default_cache_dir
+from artifacts.packaged import default_cache_dir
 
 _CORPUS = [
     "Answer the following questions.", "Question: How many apples? Answer: The answer is 42.",

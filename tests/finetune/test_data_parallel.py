@@ -8,10 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from baselines import load_for_eval, resolve_method
+from baselines import resolve_method
+from baselines.eval_model import load_for_eval
+from finetune.data_parallel import (DataParallelError, check_data_parallel, torchrun_command,
+                                    train_data_parallel)
 from finetune.metrics import read_metrics
-from finetune.train import (DataParallelError, check_data_parallel, cli_argv, parse_args,
-                            torchrun_command, train_data_parallel)
+from finetune.train import cli_argv, parse_args, read_method, record_method
 
 CFG = {"max_steps": 5, "batch_size": 2, "grad_accum": 2, "max_length": 64, "logging_steps": 1,
        "save_steps": 100, "warmup_ratio": 0.0}
@@ -41,11 +43,17 @@ def cpu_processes(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+def _method_file(run_dir, name="sft-ag", overrides=OVERRIDES):
+    """What the DAG's resolve_method rule writes before training."""
+    record_method(resolve_method(name, overrides), run_dir)
+    return run_dir / "method.json"
+
+
 def test_two_processes_train_as_one_and_one_writes(tiny_model_dir, mixture_path, tmp_path, cpu_processes):
-    train_data_parallel(2, cli_argv(tiny_model_dir, mixture_path, "sft-ag", OVERRIDES, None, CFG,
+    train_data_parallel(2, cli_argv(tiny_model_dir, mixture_path, _method_file(tmp_path / "ddp"), CFG,
                                     tmp_path / "ddp", 0))
     subprocess.run([sys.executable, "-m", "finetune.train", *cli_argv(
-        tiny_model_dir, mixture_path, "sft-ag", OVERRIDES, None, ONE_PROCESS, tmp_path / "one", 0)],
+        tiny_model_dir, mixture_path, _method_file(tmp_path / "one"), ONE_PROCESS, tmp_path / "one", 0)],
         check=True)
 
     ddp = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
@@ -66,32 +74,33 @@ def test_two_processes_train_as_one_and_one_writes(tiny_model_dir, mixture_path,
     for name, (indices, grown_at, values) in ddp_layers.items():
         assert torch.equal(indices, one_layers[name][0]) and torch.equal(grown_at, one_layers[name][1])
         torch.testing.assert_close(values, one_layers[name][2], rtol=1e-4, atol=1e-8)
-    load_for_eval(tiny_model_dir, tmp_path / "ddp", ddp["method"])
+    load_for_eval(tiny_model_dir, tmp_path / "ddp", read_method(tmp_path / "ddp"))
 
 
 def test_a_failing_process_raises_its_own_error(tiny_model_dir, tmp_path, cpu_processes):
-    argv = cli_argv(tiny_model_dir, tmp_path / "missing.jsonl", "sft-ag", {}, None, CFG, tmp_path / "run", 0)
+    argv = cli_argv(tiny_model_dir, tmp_path / "missing.jsonl", _method_file(tmp_path / "run", overrides={}),
+                    CFG, tmp_path / "run", 0)
     with pytest.raises(DataParallelError, match="missing.jsonl"):
         train_data_parallel(2, argv)
     assert not (tmp_path / "run" / "train_summary.json").exists()
 
 
 def test_more_than_one_gpu_launches_the_cli_under_torchrun(tmp_path):
-    argv = cli_argv("models/m", tmp_path / "mix.jsonl", "lora", {"r": 8}, "7b", {"grad_accum": 4},
-                    tmp_path / "run", 3)
+    argv = cli_argv("models/m", tmp_path / "mix.jsonl", tmp_path / "run" / "method.json",
+                    {"grad_accum": 4}, tmp_path / "run", 3)
     command = torchrun_command(4, argv)
     assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4",
                            "-m", "finetune.train", *argv]
     args = parse_args(argv)
-    assert (args.model, args.data, args.method, args.overrides, args.model_size, args.train_cfg,
-            args.out, args.seed) == ("models/m", tmp_path / "mix.jsonl", "lora", {"r": 8}, "7b",
-                                     {"grad_accum": 4}, tmp_path / "run", 3)
+    assert (args.model, args.data, args.method_file, args.train_cfg, args.out, args.seed) == (
+        "models/m", tmp_path / "mix.jsonl", tmp_path / "run" / "method.json", {"grad_accum": 4},
+        tmp_path / "run", 3)
 
 
 def test_refusals_name_the_config_keys():
-    check_data_parallel(resolve_method("sift"), {"grad_accum": 3}, 1)  # one process: anything goes
-    check_data_parallel(resolve_method("qsft-ag"), {"grad_accum": 4}, 2)
+    check_data_parallel(resolve_method("sift"), 3, 1)  # one process: anything goes
+    check_data_parallel(resolve_method("qsft-ag"), 4, 2)
     with pytest.raises(ValueError, match=r"'sift' cannot train on 2 GPUs \(resources.train.gpu\)"):
-        check_data_parallel(resolve_method("sift"), {"grad_accum": 4}, 2)
+        check_data_parallel(resolve_method("sift"), 4, 2)
     with pytest.raises(ValueError, match=r"train.grad_accum \(3\) must be a multiple .*resources.train.gpu"):
-        check_data_parallel(resolve_method("lora"), {"grad_accum": 3}, 2)
+        check_data_parallel(resolve_method("lora"), 3, 2)

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
+from artifacts.packaged import default_cache_dir
 from finetune.mixtures import build_mixture, manifest_path, read_rows
 from finetune.mixtures.decontaminate import NGRAM, OverlapIndex, decontaminate, excluded_name, words
-from finetune.packaged import default_cache_dir
 
 
 def _write(path, rows):

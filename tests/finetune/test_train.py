@@ -5,9 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from baselines import load_for_eval, resolve_method
+from baselines import resolve_method
+from baselines.eval_model import load_for_eval
 from finetune.metrics import NonFiniteLossError, read_metrics
-from finetune.train import train
+from finetune.train import read_method, train
 
 CFG = {"max_steps": 4, "batch_size": 2, "grad_accum": 2, "max_length": 64, "logging_steps": 1,
        "save_steps": 100, "warmup_ratio": 0.3}
@@ -24,13 +25,13 @@ def test_lora_trains_and_writes_its_records(tiny_model_dir, mixture_path, tmp_pa
     assert [r["lr"] for r in rows] == pytest.approx([0.0, lr / 2, lr, lr / 2])
     saved = json.loads((run / "train_summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
-    assert saved["steps"] == 4 and saved["seed"] == 0 and saved["method"]["name"] == "lora"
+    assert saved["steps"] == 4 and saved["seed"] == 0 and read_method(run)["name"] == "lora"
     assert saved["final_loss"] == rows[-1]["loss"]
     # r * (d_in + d_out) over q, k, v, o (64x64, 64x32 twice, 64x64) and the MLP (64x128 x3), 2 layers.
     assert saved["trainable_params"] == 2 * 16 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
     adapter = load_file(run / "artifact" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # B starts at 0
-    model, tok = load_for_eval(tiny_model_dir, run, saved["method"])
+    model, tok = load_for_eval(tiny_model_dir, run, read_method(run))
     assert not any("lora" in n for n, _ in model.named_parameters())  # merged
 
 
@@ -88,7 +89,7 @@ def test_activation_checkpointing_gives_the_same_training(tiny_model_dir, mixtur
 
     method = resolve_method("lora")
     train(tiny_model_dir, mixture_path, method, CFG, tmp_path / "plain", callbacks=[Probe()])
-    train(tiny_model_dir, mixture_path, method, {**CFG, "gradient_checkpointing": True}, tmp_path / "ckpt",
+    train(tiny_model_dir, mixture_path, method, {**CFG, "activation_checkpointing": True}, tmp_path / "ckpt",
           callbacks=[Probe()])
     assert seen == [False, True]
     a = read_metrics(tmp_path / "plain" / "metrics.jsonl")

@@ -1,4 +1,4 @@
-"""One measurement: in process for the floor, in a fresh process for a registry method."""
+"""One measurement: in process for the floor, in a fresh process for a built method."""
 import json
 from dataclasses import replace
 
@@ -13,7 +13,7 @@ SMALL = dict(batch_size=2, seq_len=16, steps=2, warmup_steps=1, threads=1, rank=
 
 
 def test_floor_measures_steps_without_weight_gradients(tiny_model):
-    record = measure(MeasureSpec(tiny_model, "frozen", **SMALL))
+    record = measure(MeasureSpec(tiny_model, "original", **SMALL))
     assert record["status"] == OK
     assert record["trainable_params"] == 0
     assert len(record["step_times_s"]) == 2 and all(t > 0 for t in record["step_times_s"])
@@ -51,7 +51,7 @@ def test_lora_in_a_fresh_process_writes_a_well_formed_record(tiny_model, tmp_pat
 
 def test_crashed_measurement_becomes_a_failed_record(tmp_path):
     out = tmp_path / "bad.json"
-    record = runner.run_fresh(MeasureSpec(str(tmp_path / "no-such-model"), "frozen", **SMALL), out)
+    record = runner.run_fresh(MeasureSpec(str(tmp_path / "no-such-model"), "original", **SMALL), out)
     assert record["status"] == runner.FAILED
     assert "no-such-model" in record["error"]
     assert json.loads(out.read_text())["status"] == runner.FAILED
@@ -104,4 +104,4 @@ def test_invalid_specs_name_the_field():
 
 def test_memory_cap_needs_cuda(tiny_model):
     with pytest.raises(ValueError, match="needs CUDA"):
-        measure(MeasureSpec(tiny_model, "frozen", memory_cap_gib=1.0, **SMALL))
+        measure(MeasureSpec(tiny_model, "original", memory_cap_gib=1.0, **SMALL))

@@ -6,6 +6,11 @@ import pytest
 
 from analysis.table3 import (build_table3, performance_goals, read_records, reselection_overhead,
                              write_table3)
+from baselines import method_facts
+
+# What study.table3 hands analysis: each method's facts from its method file.
+FACTS = {m: method_facts(m) for m in ["lora", "sft-ag", "sft-ma", "original", "qlora", "qsft-ma",
+                                      "original-4bit"]}
 
 
 def record(method, ac, time_s, peak_mb, status="ok", **extra):
@@ -23,11 +28,11 @@ def record(method, ac, time_s, peak_mb, status="ok", **extra):
 
 @pytest.fixture
 def records(tmp_path):
-    rs = [record("frozen", False, 2.0, 1000), record("lora", False, 2.5, 1300),
+    rs = [record("original", False, 2.0, 1000), record("lora", False, 2.5, 1300),
           record("sft-ag", False, 2.4, 1200), record("sft-ma", False, 2.0, 1150),
-          record("frozen", True, 2.6, 800), record("lora", True, 3.2, 900),
+          record("original", True, 2.6, 800), record("lora", True, 3.2, 900),
           record("sft-ag", True, 3.0, 1000, status="failed"),
-          record("frozen-4bit", False, 10.0, 700), record("qlora", False, 20.0, 900),
+          record("original-4bit", False, 10.0, 700), record("qlora", False, 20.0, 900),
           record("qsft-ma", False, 15.0, 800)]
     paths = []
     for i, r in enumerate(rs):
@@ -41,7 +46,7 @@ def row(table, method, ac=False):
 
 
 def test_ratios_against_lora_and_the_floor(records):
-    t = build_table3(records)
+    t = build_table3(records, FACTS)
     ag = row(t, "sft-ag")
     assert ag.time_vs_lora == pytest.approx(2.4 / 2.5)
     assert ag.time_vs_floor == pytest.approx(2.4 / 2.0)
@@ -49,12 +54,12 @@ def test_ratios_against_lora_and_the_floor(records):
     assert ag.above_floor_vs_lora == pytest.approx(200 / 300)
     assert ag.peak_vs_floor == pytest.approx(1.2)
     assert row(t, "lora").time_vs_lora == pytest.approx(1.0)
-    assert row(t, "frozen").time_vs_floor == pytest.approx(1.0)
+    assert row(t, "original").time_vs_floor == pytest.approx(1.0)
     assert row(t, "lora", True).time_vs_floor == pytest.approx(3.2 / 2.6)  # same ckpt setting
 
 
 def test_quantized_methods_compare_with_qlora_and_the_4bit_floor(records):
-    t = build_table3(records)
+    t = build_table3(records, FACTS)
     q = row(t, "qsft-ma")
     assert q.time_vs_lora == pytest.approx(15 / 20)
     assert q.time_vs_floor == pytest.approx(1.5)
@@ -62,14 +67,14 @@ def test_quantized_methods_compare_with_qlora_and_the_4bit_floor(records):
 
 
 def test_failed_measurement_is_an_empty_cell_with_a_note(records):
-    t = build_table3(records)
+    t = build_table3(records, FACTS)
     failed = row(t, "sft-ag", True)
     assert failed.status == "failed" and pd.isna(failed.time_s) and "boom" in failed.notes
-    assert list(t[~t.activation_checkpointing].method_id)[:4] == ["frozen", "lora", "sft-ag", "sft-ma"]
+    assert list(t[~t.activation_checkpointing].method_id)[:4] == ["original", "lora", "sft-ag", "sft-ma"]
 
 
 def test_goals_are_checked_against_their_bounds(records):
-    goals = performance_goals(build_table3(records))
+    goals = performance_goals(build_table3(records, FACTS), FACTS)
     g = goals[~goals.activation_checkpointing].set_index("goal")
     assert g.loc["SFT-AG time_vs_lora <= 1", "met"] is True  # 0.96
     assert g.loc["SFT-MA time_vs_lora <= 0.95", "measured"] == pytest.approx(0.8)
@@ -93,7 +98,7 @@ def test_reselection_overhead_is_the_steady_cycle_over_s_plain_steps():
 
 def test_duplicates_and_malformed_files_are_refused(tmp_path, records):
     with pytest.raises(ValueError, match="duplicate measurement"):
-        build_table3(records + [dict(records[0], _path="again.json")])
+        build_table3(records + [dict(records[0], _path="again.json")], FACTS)
     bad = tmp_path / "bad.json"
     bad.write_text("{\"status\": \"ok\"}")
     with pytest.raises(ValueError, match="bad.json.*'spec'"):
@@ -101,7 +106,7 @@ def test_duplicates_and_malformed_files_are_refused(tmp_path, records):
 
 
 def test_outputs_csv_markdown_and_a_rendered_figure(tmp_path, records):
-    write_table3(records, tmp_path / "table3.csv", tmp_path / "table3.md",
+    write_table3(records, FACTS, tmp_path / "table3.csv", tmp_path / "table3.md",
                  tmp_path / "figure_memory_time.png")
     csv = pd.read_csv(tmp_path / "table3.csv")
     assert len(csv) == len(records) and {"time_vs_lora", "above_floor_vs_lora"} <= set(csv.columns)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from sft.layer import SftLinear, random_subset
 from sft.estimation import CandidateEstimator
+from sft.layer import SftLinear, random_subset
 
 
 def _layer(d_out=24, d_in=16, n=40, bias=True, seed=0, dtype=torch.float32):

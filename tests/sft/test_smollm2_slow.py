@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
+from artifacts.packaged import default_cache_dir
 from finetune.models import prepare_model
-from finetune.packaged import default_cache_dir
 from sft import (SftAdamW, SftConfig, SftModel, SftSelector, get_sft_model,
                  lora_equivalent_budget)
 

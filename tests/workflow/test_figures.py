@@ -30,6 +30,9 @@ def test_figure3_renders(tmp_path, monkeypatch):
                     "ylabel": "share of final indices (%)", "lines": 2, "whole_ticks": True}
 
 
+LABELS = {"lora": "LoRA", "sft-ag": "SFT-AG"}
+
+
 def grid_fixture():
     rows = []
     for method, best in [("lora", (1e-4, 16)), ("sft-ag", (1e-3, 4))]:
@@ -43,10 +46,10 @@ def grid_fixture():
 
 def test_best_settings_lower_and_higher_is_better():
     grid = grid_fixture()
-    best = figures.best_settings(grid, lower_is_better=True).set_index("method")
+    best = figures.best_settings(grid, lower_is_better=True, labels=LABELS).set_index("method")
     assert (best.loc["LoRA", "lr"], best.loc["LoRA", "r"]) == (1e-4, 16)
     assert (best.loc["SFT-AG", "lr"], best.loc["SFT-AG", "r"]) == (1e-3, 4)
-    worst = figures.best_settings(grid, lower_is_better=False).set_index("method")
+    worst = figures.best_settings(grid, lower_is_better=False, labels=LABELS).set_index("method")
     assert worst.loc["LoRA", "score"] > 2.0
 
 
@@ -56,7 +59,7 @@ def test_figure4_renders_heatmaps(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "_save", lambda fig, path: (seen.extend(
         (a.get_xlabel(), a.get_ylabel()) for a in fig.axes), real_save(fig, path)))
     out = tmp_path / "figure4.png"
-    figures.figure4(grid_fixture(), "heldout_loss", out)
+    figures.figure4(grid_fixture(), "heldout_loss", out, LABELS)
     assert out.stat().st_size > 1000
     assert ("learning rate", "budget (LoRA-equivalent rank r)") in seen
     assert ("weight decay", "heldout_loss") in seen

@@ -5,6 +5,17 @@ import pandas as pd
 
 from analysis import tables
 
+LABELS = {"original": "Original", "full": "FullFT", "ia3": "(IA)3", "lora": "LoRA",
+          "sft-ag": "SFT-AG", "sft-ma": "SFT-MA", "sift": "SIFT"}
+
+
+def index_in(root):
+    """Where the fixture writes a run's index (untuned runs under mixture "none")."""
+    def index_of(model, role, method, seed):
+        mixture = "none" if method == "original" else role
+        return root / model / mixture / method / "default" / f"seed{seed}" / "index.json"
+    return index_of
+
 
 def write_eval(root, model, mixture, method, scores, status="ok"):
     d = root / model / mixture / method / "default" / "seed0"
@@ -24,7 +35,7 @@ def test_table1_real_cells_and_reasons(tmp_path):
     (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json", "tydiqa": "tydiqa.json"}}))
     write_eval(tmp_path, "m", "mix", "sft-ag", {}, status="failed")
     planned = {"lora": [("mix", "gsm"), ("mix", "tydiqa")], "sft-ag": [("mix", "gsm")]}
-    table = tables.build_table(tmp_path, ["m"], tables.TABLE1_METHODS, tables.TABLE1_COLUMNS,
+    table = tables.build_table(index_in(tmp_path), ["m"], LABELS, tables.TABLE1_COLUMNS,
                                planned, [0])
     assert list(table["method"]) == ["Original", "FullFT", "(IA)3", "LoRA", "SFT-AG", "SFT-MA", "SIFT"]
     lora = table.set_index("method").loc["LoRA"]
@@ -41,7 +52,7 @@ def test_table1_real_cells_and_reasons(tmp_path):
 def test_written_formats(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5})
     cols = [("mix", "gsm"), ("mix", "mmlu")]
-    table = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols[:1]}, [0])
+    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:1]}, [0])
     out = tmp_path / "t" / "table1.csv"
     tables.write_table(table, out)
     assert pd.read_csv(out).loc[0, "mix/gsm"] == 50.0
@@ -53,7 +64,7 @@ def test_written_formats(tmp_path):
 def test_losses_keep_two_decimals_where_scores_keep_one(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5, "heldout_loss:mix": 2.4412})
     cols = [("mix", "gsm"), ("mix", "heldout_loss"), ("mix", "mmlu")]
-    table = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols[:2]}, [0])
+    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:2]}, [0])
     out = tmp_path / "table1.csv"
     tables.write_table(table, out)
     md_row = out.with_suffix(".md").read_text().splitlines()[2]
@@ -69,7 +80,7 @@ def test_mean_over_seeds_and_missing_seed(tmp_path):
         (d / "gsm.json").write_text(json.dumps({"score": score}))
         (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json"}}))
     cols = [("mix", "gsm")]
-    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1])
+    t = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9
-    t = tables.build_table(tmp_path, ["m"], ["lora"], cols, {"lora": cols}, [0, 1, 2])
+    t = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1, 2])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9 and "2 of 3 seeds" in t.loc[0, "notes"]

@@ -1,15 +1,17 @@
-# Evaluation: one process per trained artifact evaluates every benchmark its mixture column
-# needs (import and model load cost seconds). The untuned models are the runs
-# "{model}/none/original/default/seed0" and "{model}/none/original-4bit/default/seed0".
+# Evaluation: one process per model evaluates every benchmark its mixture column needs (import
+# and model load cost seconds). An untuned model (builder "untuned": original, original-4bit)
+# is the run "<model>/none/<method>/default/seed0", with a method file and no training.
 
 
 def eval_inputs(wildcards):
-    benches, roles = evaluations_for(wildcards.mixture, wildcards.hp)
-    inputs = {"model": model_inputs(wildcards),
+    run = run_of(wildcards)
+    benches, roles = PLAN.evaluations_for(run.mixture, run.hp)
+    inputs = {"model": PLAN.model_inputs(run.model),
+              "method": str(LAYOUT.method_file(run)),
               "data": [f"{RESULTS}/data/evals/{b}.jsonl" for b in benches],
               "heldout": [f"{RESULTS}/data/mixtures/{r}.heldout.jsonl" for r in roles]}
-    if wildcards.method not in UNTUNED:
-        inputs["run"] = f"{RESULTS}/runs/{RUN}/train_summary.json".format(**wildcards)
+    if run.mixture != "none":
+        inputs["run"] = str(LAYOUT.summary(run))
     return inputs
 
 
@@ -17,15 +19,15 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        f"{RESULTS}/evals/{RUN}/index.json",
+        str(LAYOUT.eval_index(RUN)),
     params:
-        model=lambda w: model_path(w.model),
-        benches=lambda w: {b: config["evals"][b] for b in evaluations_for(w.mixture, w.hp)[0]},
+        model=lambda w: PLAN.model_path(w.model),
+        benches=lambda w: PLAN.eval_settings(w.mixture, w.hp),
         heldout=config["heldout"],
     log:
-        f"{RESULTS}/logs/evaluate/{RUN}.log",
+        f"{RESULTS}/logs/evaluate/{RUN.key}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{RUN}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{RUN.key}.tsv"
     threads: rule_resources("evaluate")["threads"]
     resources:
         mem_mb=rule_resources("evaluate")["mem_mb"],

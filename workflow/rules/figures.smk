@@ -4,12 +4,12 @@
 
 rule grid:
     input:
-        grid_inputs,
+        PLAN.grid_inputs(),
     output:
         table=report(f"{RESULTS}/table4.csv", caption="../report/table4.rst", category="Hyperparameters"),
         figure=report(f"{RESULTS}/figure4.png", caption="../report/figure4.rst", category="Hyperparameters"),
     params:
-        score=STUDY["grid"]["score"],
+        score=PLAN.study["grid"]["score"],
     log:
         f"{RESULTS}/logs/grid.log",
     threads: 1
@@ -22,7 +22,7 @@ rule grid:
 
 rule figure3:
     input:
-        sft_runs(),
+        PLAN.sft_runs(),
     output:
         report(f"{RESULTS}/figure3.png", caption="../report/figure3.rst", category="Figures"),
     log:

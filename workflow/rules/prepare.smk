@@ -20,7 +20,7 @@ rule build_mixture:
     output:
         f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
     params:
-        spec=lambda w: mixture_spec(w.mixture),
+        spec=lambda w: PLAN.mixture_spec(w.mixture),
         catalogue=config["mixtures"],
     log:
         f"{RESULTS}/logs/build_mixture/{{mixture}}.log",

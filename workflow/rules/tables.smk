@@ -3,7 +3,7 @@
 
 rule method_table:
     input:
-        lambda w: table_inputs(w.table),
+        lambda w: PLAN.table_inputs(w.table),
     output:
         csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/method_table.rst", category="Tables"),
         md=f"{RESULTS}/{{table}}.md",
@@ -11,7 +11,7 @@ rule method_table:
     wildcard_constraints:
         table="table1|table2",
     params:
-        planned=lambda w: planned_runs(w.table),
+        planned=lambda w: PLAN.planned_runs(w.table),
     log:
         f"{RESULTS}/logs/{{table}}.log",
     threads: 1

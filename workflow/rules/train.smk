@@ -1,28 +1,39 @@
 # One training run per (model, mixture, method, hyperparameter tag, seed), all through
-# finetune.train. The `hp` wildcard is "default" (Table 4 defaults plus config overrides) or a
-# grid point such as "lr=0.0001,r=16" (Figure 4; see grid_points in common.smk).
-# A run with resources.train.gpu > 1 trains on that many GPUs under torchrun (scripts/train.py).
+# finetune.train. The `hp` wildcard is "default" (method file plus config overrides) or a grid
+# point such as "lr=0.0001,r=16" (Figure 4; study.plan.Plan.grid_points). The method is resolved
+# once into the run folder (method.json); training, the torchrun processes of a multi-GPU run,
+# evaluation and the grid all read that file.
 
 
-def method_overrides(wildcards):
-    return {**config["method_overrides"].get(wildcards.method, {}), **parse_hp(wildcards.hp)}
+rule resolve_method:
+    output:
+        str(LAYOUT.method_file(RUN)),
+    params:
+        method=lambda w: PLAN.resolved_method(run_of(w)),
+    log:
+        f"{RESULTS}/logs/resolve_method/{RUN.key}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=2,
+    script:
+        "../scripts/resolve_method.py"
 
 
 rule train:
     input:
-        model=model_inputs,
+        model=lambda w: PLAN.model_inputs(w.model),
         data=f"{RESULTS}/data/mixtures/{{mixture}}.train.jsonl",
+        method=str(LAYOUT.method_file(RUN)),
     output:
-        f"{RESULTS}/runs/{RUN}/train_summary.json",
+        str(LAYOUT.summary(RUN)),
     params:
-        model=lambda w: model_path(w.model),
-        model_size=lambda w: config["models"][w.model]["size"],
-        overrides=method_overrides,
+        model=lambda w: PLAN.model_path(w.model),
         train_cfg=config["train"],
     log:
-        f"{RESULTS}/logs/train/{RUN}.log",
+        f"{RESULTS}/logs/train/{RUN.key}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{RUN}.tsv"
+        f"{RESULTS}/benchmarks/train/{RUN.key}.tsv"
     threads: rule_resources("train")["threads"]
     resources:
         mem_mb=rule_resources("train")["mem_mb"],

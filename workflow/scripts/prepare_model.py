@@ -1,9 +1,9 @@
 """Snakemake adapter: prepare one model (finetune.models.prepare_model)."""
 from pathlib import Path
 
-from _log import to_rule_log
 from finetune.models import prepare_model
+from study.rule_log import to_rule_log
 
-to_rule_log(snakemake)  # noqa: F821
-out = Path(snakemake.output[0]).parent  # noqa: F821
-prepare_model(out.name, snakemake.params.entry, out.parent.parent)  # noqa: F821
+sm = snakemake  # noqa: F821
+to_rule_log(sm.log[0])
+prepare_model(sm.wildcards.model, sm.params.entry, Path(sm.config["cache_dir"]))

@@ -1,7 +1,7 @@
-"""Snakemake adapter: Table 3, its markdown and figure from the measurement records."""
-from _log import to_rule_log
-from analysis.table3 import read_records, write_table3
+"""Snakemake adapter: Table 3, its Markdown and figure from the measurement records."""
+from study.rule_log import to_rule_log
+from study.table3 import table3_from_records
 
 sm = snakemake  # noqa: F821
-to_rule_log(sm)
-write_table3(read_records(list(sm.input)), sm.output.csv, sm.output.md, sm.output.png)
+to_rule_log(sm.log[0])
+table3_from_records(list(sm.input), sm.output.csv, sm.output.md, sm.output.png)

@@ -1,4 +1,5 @@
-"""Reading JSONL inputs (mixtures, benchmark files) so that a bad line names its file and line."""
+"""Reading JSONL inputs (mixtures, benchmark files, records) so that a bad line names its file
+and line."""
 from __future__ import annotations
 
 import json
@@ -19,3 +20,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every object of a JSONL file; a bad line raises naming file and line."""
+    return [row for _, row in iter_jsonl(path)]

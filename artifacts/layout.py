@@ -1,0 +1,74 @@
+"""Where the study's files live under the results folder: the one place that knows the layout.
+
+    results/runs/<run>/      method.json, train_summary.json, metrics.jsonl, artifact/, checkpoints/
+    results/evals/<run>/     index.json and one result file per benchmark
+    results/profile/<model>/<method>/<ckpt|nockpt>.json   Table 3 measurements
+
+where <run> is `<model>/<mixture role>/<method>/<hyperparameter tag>/seed<N>`. An untuned model
+has mixture role "none"; the tag is "default" (method file plus config overrides) or a grid
+point such as "lr=0.0001,r=16". The Snakemake rules build their patterns from `Run.pattern()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+NO_MIXTURE = "none"
+DEFAULT_HP = "default"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run (or, for an untuned model, one evaluated model)."""
+
+    model: str
+    mixture: str
+    method: str
+    hp: str = DEFAULT_HP
+    seed: int | str = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.mixture}/{self.method}/{self.hp}/seed{self.seed}"
+
+    @classmethod
+    def pattern(cls) -> "Run":
+        """The run with Snakemake wildcards for fields: its paths are the rules' patterns."""
+        return cls("{model}", "{mixture}", "{method}", "{hp}", "{seed}")
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> "Run":
+        """The run whose runs/ or evals/ folder this is (the folder, or a file inside it)."""
+        parts = Path(directory).parts
+        if parts[-1].endswith(".json"):
+            parts = parts[:-1]
+        model, mixture, method, hp, seed = parts[-5:]
+        if not seed.startswith("seed"):
+            raise ValueError(f"{directory}: not a run folder (<model>/<mixture>/<method>/<hp>/seed<N>)")
+        return cls(model, mixture, method, hp, int(seed[4:]))
+
+
+class Layout:
+    """Paths under one results folder."""
+
+    def __init__(self, results_dir: Path | str):
+        self.root = Path(results_dir)
+
+    def run_dir(self, run: Run) -> Path:
+        return self.root / "runs" / run.key
+
+    def method_file(self, run: Run) -> Path:
+        return self.run_dir(run) / "method.json"
+
+    def summary(self, run: Run) -> Path:
+        return self.run_dir(run) / "train_summary.json"
+
+    def eval_dir(self, run: Run) -> Path:
+        return self.root / "evals" / run.key
+
+    def eval_index(self, run: Run) -> Path:
+        return self.eval_dir(run) / "index.json"
+
+    def profile_record(self, model: str, method: str, checkpointing: bool | str) -> Path:
+        ckpt = checkpointing if isinstance(checkpointing, str) else ("ckpt" if checkpointing else "nockpt")
+        return self.root / "profile" / model / method / f"{ckpt}.json"

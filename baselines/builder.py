@@ -1,0 +1,75 @@
+"""What a builder is: it turns a base model into a trainable one, says how to optimise it, saves
+the trained artifact and loads it back for evaluation. baselines.registry lists the builders.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Keys of a resolved method that the training loop consumes; everything else is the builder's.
+LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize"})
+IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size"})
+
+
+def builder_kwargs(method: dict) -> dict:
+    return {k: v for k, v in method.items() if k not in LOOP_KEYS | IDENTITY_KEYS}
+
+
+@dataclass
+class BuildContext:
+    """What the training loop decides and every builder reads: precision, checkpointing and the
+    optimizer's settings. `for_method` is the one place that reads them from a resolved method."""
+
+    dtype: torch.dtype  # base-weight dtype (bf16 on capable GPUs, else fp32)
+    lr: float = 0.0
+    weight_decay: float = 0.0
+    activation_checkpointing: bool = False
+    bf16: bool = False  # autocast in bf16 during training
+    max_grad_norm: float = 1.0
+
+    @classmethod
+    def for_method(cls, method: dict, dtype: torch.dtype, **settings) -> "BuildContext":
+        if "lr" not in method and method.get("builder") != "untuned":
+            raise ValueError(f"method {method.get('name')!r} has no 'lr'")
+        return cls(dtype=dtype, lr=float(method.get("lr", 0.0)),
+                   weight_decay=float(method.get("weight_decay", 0.0)), **settings)
+
+
+class Builder(ABC):
+    """One family of methods. Subclasses implement build/save/load; the rest has defaults."""
+
+    @abstractmethod
+    def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
+        """The model to train, on the default device, with only the tuned parameters trainable."""
+
+    def optimizer(self, model: torch.nn.Module, method: dict,
+                  ctx: BuildContext) -> torch.optim.Optimizer | None:
+        """None: the Trainer's AdamW over parameters with requires_grad, at ctx.lr."""
+        return None
+
+    def callbacks(self, model: torch.nn.Module, method: dict, optimizer) -> list:
+        return []
+
+    @abstractmethod
+    def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
+        """Write the trained artifact (adapter, sparse delta or full weights) into artifact_dir."""
+
+    @abstractmethod
+    def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
+        """The evaluation model: merged into the base where possible, unmerged over 4-bit."""
+
+    # Checkpoints: by default the Trainer saves and restores the model (full weights, or the
+    # peft adapter). A builder whose model is neither sets owns_checkpoints and implements both.
+    owns_checkpoints = False
+
+    def save_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
+        self.save(model, directory)
+
+    def restore_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
+        raise RuntimeError(f"{type(self).__name__} cannot resume from {directory}")
+
+    def trainable_parameters(self, model: torch.nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,224 @@
+"""What a config asks the DAG to build: runs, evaluations, table inputs, grid points, Table 3
+measurements. Pure functions of the validated config and the method files, so that the
+Snakemake rules stay thin and the plan is testable without Snakemake.
+
+Data flows one way: config -> prepared model and data -> runs/<run>/ (train) -> evals/<run>/
+-> tables and figures (artifacts.layout names every path).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+
+from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
+from baselines.config import available_methods, method_facts, methods_dir, resolve_method
+from finetune.mixtures import validate_spec
+from finetune.profiling.spec import spec_defaults
+
+BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
+ROLES = ["flan", "single", "mix"]
+TABLES = ("table1", "table2")
+
+# Table 3 settings that are the DAG's, not one measurement's (MeasureSpec owns the rest).
+PROFILE_DEFAULTS = {
+    "methods": ["lora", "sft-ag", "sft-ma"],
+    "activation_checkpointing": [False, True],
+    "memory_granularity_gib": 1.0, "oom_retries": 1, "timeout_s": 1800,
+    "resources": {"threads": 2, "mem_mb": 12000, "runtime": 60, "gpu": 0},
+}
+
+
+def parse_hp(tag: str) -> dict:
+    """'lr=0.0001,r=16' -> {'lr': 0.0001, 'r': 16}; 'default' -> {}."""
+    if tag == DEFAULT_HP:
+        return {}
+    pairs = (item.partition("=") for item in tag.split(","))
+    return {key: json.loads(value) for key, _, value in pairs}
+
+
+def hp_tag(values: dict) -> str:
+    return ",".join(f"{k}={json.dumps(values[k])}" for k in sorted(values))
+
+
+class Plan:
+    def __init__(self, config: dict):
+        self.config = config
+        self.study = config["study"]
+        self.layout = Layout(config["results_dir"])
+
+    # --- models, mixtures, methods -------------------------------------------------------------
+    def model_path(self, name: str) -> str:
+        entry = self.config["models"][name]
+        return entry["hub"] if "hub" in entry else f"{self.config['cache_dir']}/models/{name}"
+
+    def model_inputs(self, name: str) -> list[str]:
+        """A packaged model is prepared once into the cache; a hub id needs no local input."""
+        return [] if "hub" in self.config["models"][name] else [f"{self.model_path(name)}/config.json"]
+
+    def model_size(self, name: str) -> str:
+        return self.config["models"][name]["size"]
+
+    def mixture_spec(self, role: str) -> dict:
+        """The study maps each mixture role (flan, single, mix) to a named recipe in `mixtures`."""
+        return self.config["mixtures"][self.study["mixtures"][role]]
+
+    def method_overrides(self, method: str, hp: str) -> dict:
+        return {**self.config["method_overrides"].get(method, {}), **parse_hp(hp)}
+
+    def resolved_method(self, run: Run) -> dict:
+        return resolve_method(run.method, self.method_overrides(run.method, run.hp),
+                              self.model_size(run.model))
+
+    def table_methods(self, table: str) -> list[str]:
+        """The table's methods, with "*" standing for every method file the config does not list
+        whose `table` is this one: adding a baseline is then one YAML file."""
+        listed = self.study[table]["methods"]
+        if "*" not in listed:
+            return list(listed)
+        named = {m for t in TABLES for m in self.study[t]["methods"]}
+        number = TABLES.index(table) + 1
+        extra = [m for m in available_methods() if m not in named and method_facts(m)["table"] == number]
+        return [m for m in listed if m != "*"] + extra
+
+    def facts(self, methods) -> dict[str, dict]:
+        return {m: method_facts(m) for m in methods}
+
+    # --- runs and evaluations ------------------------------------------------------------------
+    def planned_columns(self, table: str) -> list[tuple[str, str]]:
+        return [(r, b) for r, bs in self.study[table]["columns"].items() for b in bs]
+
+    def planned_runs(self, table: str) -> dict[str, list[tuple[str, str]]]:
+        """{method: [(mixture role, benchmark), ...]} that this config evaluates for `table`."""
+        pairs = self.planned_columns(table)
+        return {m: pairs for m in self.table_methods(table)}
+
+    def table_run(self, model: str, role: str, method: str, seed: int) -> Run:
+        mixture = NO_MIXTURE if method_facts(method)["untuned"] else role
+        return Run(model, mixture, method, DEFAULT_HP, seed)
+
+    def table_inputs(self, table: str) -> list[str]:
+        paths = {str(self.layout.eval_index(self.table_run(model, role, method, seed)))
+                 for model in self.study["models"]
+                 for method, pairs in self.planned_runs(table).items()
+                 for role, _ in pairs for seed in self.study["seeds"]}
+        return sorted(paths)
+
+    def table_columns(self) -> list[tuple[str, str]]:
+        """(mixture role, benchmark) pairs that some table asks for."""
+        pairs = []
+        for table in TABLES:
+            pairs += [p for p in self.planned_columns(table) if p not in pairs]
+        return pairs
+
+    def evaluations_for(self, mixture: str, hp: str = DEFAULT_HP) -> tuple[list[str], list[str]]:
+        """(benchmarks, held-out roles) a run is evaluated on. A tuned run: its mixture's table
+        columns; an untuned model (mixture "none"): every column; a grid point: its dev score."""
+        pairs = self.table_columns()
+        if hp != DEFAULT_HP:
+            pairs = [(mixture, self.study["grid"]["score"])]
+        elif mixture != NO_MIXTURE:
+            pairs = [(role, b) for role, b in pairs if role == mixture]
+        benches = sorted({b for _, b in pairs if b in BENCHMARKS}, key=BENCHMARKS.index)
+        roles = sorted({role for role, b in pairs if b == "heldout_loss"}, key=ROLES.index)
+        return benches, roles
+
+    def eval_settings(self, mixture: str, hp: str) -> dict[str, dict]:
+        """Each benchmark's config for a run's evaluation; a grid point scores the dev split."""
+        benches = {b: dict(self.config["evals"][b]) for b in self.evaluations_for(mixture, hp)[0]}
+        return benches
+
+    def sft_runs(self) -> list[str]:
+        """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""
+        runs = set()
+        for table in TABLES:
+            for method in self.table_methods(table):
+                if resolve_method(method)["builder"] != "sft":
+                    continue
+                for role, benches in self.study[table]["columns"].items():
+                    if benches:
+                        runs |= {str(self.layout.summary(Run(model, role, method, DEFAULT_HP, seed)))
+                                 for model in self.study["models"] for seed in self.study["seeds"]}
+        return sorted(runs)
+
+    # --- the hyperparameter grid (Table 4 / Figure 4) -------------------------------------------
+    def grid_points(self, method: str) -> list[str]:
+        """Hyperparameter tags of the grid for `method`. Each search in `study.grid.searches` is
+        a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
+        hyperparameters a search leaves out keep their defaults."""
+        tags = []
+        for search in self.study["grid"]["searches"]:
+            if search["method"] != method:
+                continue
+            space = {k: v for k, v in search.items() if k != "method"}
+            keys = sorted(space)
+            for values in itertools.product(*(space[k] for k in keys)):
+                tag = hp_tag(dict(zip(keys, values)))
+                tags += [tag] if tag not in tags else []
+        return tags
+
+    def grid_inputs(self) -> list[str]:
+        grid = self.study["grid"]
+        methods = dict.fromkeys(search["method"] for search in grid["searches"])
+        return [str(self.layout.eval_index(Run(model, grid["mixture"], method, hp, seed)))
+                for model in grid["models"] for method in methods
+                for hp in self.grid_points(method) for seed in self.study["seeds"]]
+
+    # --- Table 3 -------------------------------------------------------------------------------
+    def profile_settings(self) -> dict:
+        """The `profile` section over its defaults (MeasureSpec's, then the DAG's)."""
+        given = self.config.get("profile", {})
+        defaults = {**spec_defaults(), **PROFILE_DEFAULTS, "models": self.study["models"]}
+        settings = {**defaults, **given}
+        settings["resources"] = {**PROFILE_DEFAULTS["resources"], **given.get("resources", {})}
+        return settings
+
+    def profile_methods(self) -> list[str]:
+        """The measured methods, then the frozen floors they are compared with."""
+        methods = list(self.profile_settings()["methods"])
+        floors = {method_facts(m)["floor"] for m in methods} - {None} - set(methods)
+        return methods + sorted(floors)
+
+    def profile_inputs(self) -> list[str]:
+        settings = self.profile_settings()
+        return [str(self.layout.profile_record(model, method, ac))
+                for model in settings["models"] for method in self.profile_methods()
+                for ac in settings["activation_checkpointing"]]
+
+    # --- checks the schema cannot express ------------------------------------------------------
+    def check_references(self) -> None:
+        """Cross-references, checked before any job starts; raises naming every bad key."""
+        config, errors = self.config, []
+        for i, name in enumerate(self.study["models"]):
+            if name not in config["models"]:
+                errors.append(f"study.models[{i}]: unknown model {name!r} (known: {sorted(config['models'])})")
+        for role, recipe in self.study["mixtures"].items():
+            if recipe not in config["mixtures"]:
+                errors.append(f"study.mixtures.{role}: unknown recipe {recipe!r} (known: {sorted(config['mixtures'])})")
+        known = available_methods()
+        for table in TABLES:
+            for role in self.study[table]["columns"]:
+                if self.study[table]["columns"][role] and role not in self.study["mixtures"]:
+                    errors.append(f"study.{table}.columns.{role}: no recipe for role {role!r} in study.mixtures")
+            for i, method in enumerate(self.study[table]["methods"]):
+                if method != "*" and method not in known:
+                    errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
+        for i, method in enumerate(self.config.get("profile", {}).get("methods", [])):
+            if method not in known:
+                errors.append(f"profile.methods[{i}]: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
+        for name, spec in config["mixtures"].items():
+            try:
+                validate_spec(name, spec)
+            except ValueError as err:
+                errors.append(f"mixtures.{name}: {err}")
+        for method, overrides in config["method_overrides"].items():
+            try:
+                resolve_method(method, overrides)
+            except ValueError as err:
+                errors.append(f"method_overrides.{method}: {err}")
+        for i, search in enumerate(self.study["grid"]["searches"]):
+            try:
+                resolve_method(search["method"], {k: v[0] for k, v in search.items() if k != "method"})
+            except ValueError as err:
+                errors.append(f"study.grid.searches[{i}]: {err}")
+        if errors:
+            raise ValueError("invalid config:\n  " + "\n  ".join(errors))
