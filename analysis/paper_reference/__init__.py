@@ -1,0 +1,1 @@
+"""The paper's published Tables 1-3 as CSV data (see README.md here)."""
