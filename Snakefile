@@ -25,4 +25,5 @@ include: "workflow/rules/profile.smk"
 rule all:
     input:
         expand(f"{RESULTS}/{{name}}", name=["table1.csv", "table2.csv", "table3.csv", "table4.csv",
-                                           "figure3.png", "figure4.png"]),
+                                           "figure3.png", "figure4.png", "table1_vs_paper.md",
+                                           "table2_vs_paper.md", "table3_vs_paper.md"]),

@@ -13,14 +13,14 @@ line "no published counterpart for <model> (<hub id or 'packaged'>)".
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.tables import BENCH_LABELS, METHOD_LABELS, MIXTURE_LABELS
+from analysis.tables import BENCH_LABELS, MIXTURE_LABELS
+from artifacts.atomic import write_text
 
 # The paper fine-tunes the base Llama-2 checkpoints (the -hf repos are their transformers copies).
 PAPER_MODELS = {
@@ -33,7 +33,6 @@ TABLE3_QUANTITIES = {"memory": ("cuda_min_cap_gib", "GB"), "time": ("time_s", "s
 OUT_COLUMNS = ["model", "paper_model", "method", "method_id", "cell", "ours", "ours_low",
                "ours_high", "paper", "difference", "paper_in_interval", "ours_note",
                "paper_note", "source"]
-_METHOD_IDS = {label: method for method, label in METHOD_LABELS.items()}
 _NOTE = re.compile(r"^(?P<reason>.*) \((?P<cols>all|[^()]+/[^()]+)\)$", re.S)
 
 
@@ -110,10 +109,10 @@ def note_reasons(notes: str, columns: list[str]) -> dict[str, str]:
 
 
 def _method_id(row) -> str:
+    """Our tables carry each row's method id (the method file's name) beside its label."""
     if "method_id" in row and _text(row["method_id"]):
         return str(row["method_id"])
-    label = _text(row.get("method"))
-    return _METHOD_IDS.get(label, label)
+    raise ValueError(f"our table's row {dict(row)} has no method_id column")
 
 
 def ours_cells(table: int, ours: pd.DataFrame) -> pd.DataFrame:
@@ -316,13 +315,6 @@ def _settings(table: int, ours: pd.DataFrame) -> list[str]:
             "at LoRA rank 64 or the equivalent SFT density (Appendix C)."] if shown else []
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_comparison(table: int, ours_csv: Path, models: dict, md_path: Path,
                      csv_path: Path | None = None) -> pd.DataFrame:
     """Write `md_path` and its CSV (default: same stem); returns the compared cells. The CSV
@@ -335,8 +327,8 @@ def write_comparison(table: int, ours_csv: Path, models: dict, md_path: Path,
                           for model, line in unmatched.items()],
                          columns=OUT_COLUMNS)
     rows = pd.concat([df for df in (result, extra) if not df.empty] or [result], ignore_index=True)
-    _atomic_write(csv_path, rows.round(6).to_csv(index=False))
-    _atomic_write(md_path, to_markdown(table, result, unmatched, ours_csv.as_posix(),
+    write_text(csv_path, rows.round(6).to_csv(index=False))
+    write_text(md_path, to_markdown(table, result, unmatched, ours_csv.as_posix(),
                                        _settings(table, ours)))
     return result
 

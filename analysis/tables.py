@@ -59,7 +59,7 @@ def build_table(index_of: Callable[[str, str, str, int], Path], models: list[str
     rows = []
     for model in models:
         for method, label in labels.items():
-            row = {"model": model, "method": label}
+            row = {"model": model, "method": label, "method_id": method}
             reasons: dict[str, list[str]] = {}
             for role, bench in columns:
                 if (role, bench) not in planned.get(method, []):
@@ -75,7 +75,7 @@ def build_table(index_of: Callable[[str, str, str, int], Path], models: list[str
                 f"{reason} ({'all' if len(cols) == len(columns) else ', '.join(cols)})"
                 for reason, cols in reasons.items())
             rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "method"]
+    return pd.DataFrame(rows, columns=["model", "method", "method_id"]
                         + [column_name(*c) for c in columns] + ["notes"])
 
 
@@ -101,7 +101,8 @@ def _formatted(table: pd.DataFrame, empty: str) -> pd.DataFrame:
 def write_table(table: pd.DataFrame, csv_path: Path) -> None:
     """CSV for machines, Markdown and LaTeX (same stem) for people and papers."""
     write_text(csv_path, table.to_csv(index=False))
-    md = _display_columns(_formatted(table, ""))
+    shown = table.drop(columns=["method_id"])  # the label is the row's name for people
+    md = _display_columns(_formatted(shown, ""))
     write_text(csv_path.with_suffix(".md"), md.to_markdown(index=False, disable_numparse=True))
-    tex = _display_columns(_formatted(table.drop(columns=["notes"]), "--"))
+    tex = _display_columns(_formatted(shown.drop(columns=["notes"]), "--"))
     write_text(csv_path.with_suffix(".tex"), tex.to_latex(index=False))

@@ -7,6 +7,7 @@ import pytest
 from analysis import paper_comparison as pc
 from analysis import tables
 from analysis.table3 import build_table3
+from baselines import method_facts
 
 MODELS = {
     "smollm2-135m": {"size": "135m", "gguf": [], "sha256": "0"},
@@ -38,7 +39,7 @@ def test_reference_shapes_and_sources():
         assert not ref.duplicated([c for c in ref.columns
                                    if c not in ("value", "source", "note", "method")]).any()
     assert set(t1["method_id"]) == {"original", "full", "ia3", "lora", "sft-ag", "sft-ma"}
-    assert set(t2["method_id"]) == set(tables.TABLE2_METHODS)
+    assert set(t2["method_id"]) == {"original-4bit", "qlora", "qsft-ag", "qsft-ma"}
     # our table layouts' columns are exactly the paper's
     assert set(zip(t1["role"], t1["benchmark"])) == set(tables.TABLE1_COLUMNS)
     assert set(zip(t2["role"], t2["benchmark"])) == set(tables.TABLE2_COLUMNS)
@@ -222,8 +223,8 @@ def ours_table1(models=("llama2-7b",), intervals=True):
     rows = []
     for model in models:
         target = pc.paper_model(model, MODELS)[0] or "Llama-2-7b"
-        for method in tables.TABLE1_METHODS:
-            row = {"model": model, "method": tables.METHOD_LABELS[method]}
+        for method in ["original", "full", "ia3", "lora", "sft-ag", "sft-ma", "sift"]:
+            row = {"model": model, "method": method_facts(method)["label"], "method_id": method}
             for role, bench in tables.TABLE1_COLUMNS:
                 col = tables.column_name(role, bench)
                 hit = ref[(ref["model"] == target) & (ref["method_id"] == method)
@@ -318,7 +319,7 @@ def test_only_non_paper_models(tmp_path):
 
 
 def test_table2_missing_method_row(tmp_path):
-    rows = [{"model": "llama2-7b", "method": tables.METHOD_LABELS[m], "flan/mmlu": 48.0,
+    rows = [{"model": "llama2-7b", "method": method_facts(m)["label"], "method_id": m, "flan/mmlu": 48.0,
              "flan/tydiqa": None, "single/humaneval": 14.0,
              "notes": "no data (flan/tydiqa)"} for m in ("original-4bit", "qlora", "qsft-ag")]
     result, _ = pc.compare(2, pd.DataFrame(rows), MODELS)
@@ -343,12 +344,12 @@ def record(model, method, ac, time_s, cap, status="ok"):
 
 
 def test_table3_comparison(tmp_path):
-    recs = [record("llama2-7b", m, ac, 30.0, 20.0) for m in ("frozen", "lora", "sft-ag")
+    recs = [record("llama2-7b", m, ac, 30.0, 20.0) for m in ("original", "lora", "sft-ag")
             for ac in (False, True)]
     recs += [record("llama2-7b", "sft-ma", False, None, None, status="failed"),
              record("llama2-7b", "sft-ma", True, 40.0, None),  # a CPU-style record: no cap
              record("smollm2-135m", "lora", False, 1.0, None)]
-    table = build_table3(recs)
+    table = build_table3(recs, {m: method_facts(m) for m in ("lora", "sft-ag", "sft-ma", "original")})
     table["time_s_low"], table["time_s_high"] = table["time_s"] - 1, table["time_s"] + 1
     path = tmp_path / "table3.csv"
     table.to_csv(path, index=False)
@@ -367,7 +368,7 @@ def test_table3_comparison(tmp_path):
     assert cell.loc[("sft-ma", "time/ckpt"), "paper_in_interval"] is False
     assert (result[result["method_id"] == "qlora"]["ours_note"]
             == "no row for this method in our table").all()
-    assert cell.loc[("frozen", "time/ckpt"), "paper_note"].startswith("the paper's Table 3 has no")
+    assert cell.loc[("original", "time/ckpt"), "paper_note"].startswith("the paper's Table 3 has no")
     md = (tmp_path / "table3_vs_paper.md").read_text(encoding="utf-8")
     assert "no published counterpart for smollm2-135m (packaged)" in md
     assert "| LoRA | no | memory (GB) | 20.0 |  | 40.0 | -20.0 |  |" in md

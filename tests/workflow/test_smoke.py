@@ -26,7 +26,7 @@ def test_smoke_slice_writes_one_real_cell(tmp_path):
     print(f"smoke slice wall time: {time.time() - start:.0f} s")
 
     table = pd.read_csv(results / "table1.csv")
-    values = table.drop(columns=["model", "method", "notes"])
+    values = table.drop(columns=["model", "method", "method_id", "notes"])
     assert values.notna().sum().sum() == 1, table.to_string()
     lora = table.set_index("method").loc["LoRA"]
     assert 0.0 <= lora["mix/gsm"] <= 100.0

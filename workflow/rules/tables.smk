@@ -20,3 +20,23 @@ rule method_table:
         runtime=5,
     script:
         "../scripts/table.py"
+
+
+rule paper_comparison:
+    input:
+        f"{RESULTS}/{{table}}.csv",
+    output:
+        md=f"{RESULTS}/{{table}}_vs_paper.md",
+        csv=f"{RESULTS}/{{table}}_vs_paper.csv",
+    wildcard_constraints:
+        table="table1|table2|table3",
+    params:
+        models=config["models"],
+    log:
+        f"{RESULTS}/logs/{{table}}_vs_paper.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/paper_comparison.py"
