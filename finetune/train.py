@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +80,45 @@ class MarkCheckpointComplete(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if args.should_save:
             (Path(args.output_dir) / f"checkpoint-{state.global_step}" / CHECKPOINT_COMPLETE).touch()
+
+
+class Preempted(RuntimeError):
+    """A SIGTERM (a scheduler's preemption or time limit) stopped the run after it saved a
+    checkpoint: running it again resumes there, so the failure is worth a retry."""
+
+
+class CheckpointOnSigterm(TrainerCallback):
+    """On SIGTERM, finish the optimizer step under way, save a checkpoint and stop, so that a
+    retried job loses at most one step. Under DDP the processes agree (a max over them) on
+    the step at which to stop, so that none waits in a collective for one that left."""
+
+    def __init__(self):
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._request)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _request(self, signum, frame):
+        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        requested = self.requested
+        if args.world_size > 1:  # a collective: every process takes part, every step
+            flag = torch.tensor(float(requested), device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            requested = bool(flag)
+        if requested:
+            control.should_save = control.should_training_stop = True
+            self.stopped_at = state.global_step
 
 
 def last_complete_checkpoint(directory: Path) -> str | None:
@@ -162,20 +203,25 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
     recorder = StepRecorder(out_dir / "metrics.jsonl")
+    sigterm = CheckpointOnSigterm()
     args = _training_args(cfg, ctx, out_dir, seed, world_size)
     trainer = HarnessTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         optimizers=(optimizer, None),
         callbacks=[recorder, *builder.callbacks(model, method, optimizer),
-                   MarkCheckpointComplete(), *(callbacks or [])],
+                   MarkCheckpointComplete(), sigterm, *(callbacks or [])],
         recorder=recorder, builder=builder)
 
     checkpoint_dir = out_dir / "checkpoints"
     resume = last_complete_checkpoint(checkpoint_dir)
     if resume:
         log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    with sigterm:
+        result = trainer.train(resume_from_checkpoint=resume)
+    if sigterm.stopped_at is not None:
+        raise Preempted(f"SIGTERM at step {sigterm.stopped_at}: checkpoint-{sigterm.stopped_at} "
+                        "is saved, and running the job again resumes from it")
     if not trainer.is_world_process_zero():
         return None
 
