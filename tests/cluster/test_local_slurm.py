@@ -97,7 +97,7 @@ rule b:
     output: "b.txt"
     shell:
         "cat {input} > {output}; "
-        "echo job=$SLURM_JOB_ID partition=$SLURM_JOB_PARTITION gpus=$CUDA_VISIBLE_DEVICES >> {output}"
+        "echo job=$SLURM_JOB_ID partition=$SLURM_JOB_PARTITION gpus=${{CUDA_VISIBLE_DEVICES:-none}} >> {output}"
 
 # Fails on its first attempt, succeeds on the second, asking for more memory each time.
 rule flaky:
