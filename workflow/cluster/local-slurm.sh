@@ -62,14 +62,18 @@ alive() {
     local state
     state=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
     [[ "$state" != Z ]] || return 1
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$name"* ]]
+    local comm
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    # munged starts under setpriv, which then becomes munged.
+    [[ "$comm" == "$name" || ( "$name" == munged && "$comm" == setpriv ) ]]
 }
 
-# start NAME COMMAND...: run in the background in its own session, stdio detached (so a caller
-# that captures our output does not wait for the daemons), and record the PID.
+# start NAME COMMAND...: run in the background in its own session, stdio and our lock detached
+# (so a caller that captures our output does not wait for the daemons, and the lock is ours
+# alone), and record the PID.
 start() {
     local name=$1; shift
-    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
+    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 9>&- &
     echo $! >"$DIR/pids/$name.pid"
     sleep 0.3
     alive "$name" || { tail_logs; die "$name exited at once (logs above)"; }
@@ -120,6 +124,7 @@ ensure_packages() {
     if [[ "$ACCOUNTING" == 1 ]]; then
         command -v slurmdbd >/dev/null 2>&1 || missing+=(slurmdbd)
         command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+        command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
     fi
     [[ ${#missing[@]} -eq 0 ]] && return 0
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
@@ -402,8 +407,12 @@ do_status() {
 }
 
 case "${1:-}" in
-    up) do_up ;;
-    down) do_down ;;
+    up|down)
+        # One `up` or `down` at a time on this state directory.
+        mkdir -p "$(dirname "$DIR")"
+        exec 9>"$DIR.lock"
+        flock -w 300 9 || die "another local-slurm.sh up/down holds $DIR.lock"
+        "do_$1" ;;
     status) do_status ;;
     *) usage ;;
 esac
