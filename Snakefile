@@ -12,6 +12,15 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
+
+
+# Cheap rules that read the network or only files run where Snakemake runs, never as cluster
+# jobs: preparation (hub data, downloads), method resolution, tables, figures.
+localrules:
+    all, download_model, build_mixture, split_heldout, prepare_benchmark, resolve_method,
+    method_table, paper_comparison, grid, figure3, table3,
+
+
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -46,12 +46,12 @@ def table_columns(table: str, planned: dict) -> list[tuple[str, str]]:
     return COLUMNS[table] + [c for c in HELDOUT_COLUMNS if c in asked]
 
 
-def build_table(index_of: Callable[[str, str, str, int], Path], models: list[str],
+def build_table(index_of: Callable[[str, str, str, int], Path | str], models: list[str],
                 labels: dict[str, str], columns: list[tuple[str, str]], planned: dict,
                 seeds: list[int]) -> pd.DataFrame:
     """One row per (model, method), methods in the order of `labels` (method -> row label);
     `planned` maps a method to the columns this config runs, `index_of(model, role, method,
-    seed)` names a run's evaluation index.
+    seed)` names a run's evaluation index, or gives the reason the cell is empty.
 
     A benchmark with no data in this config (TyDiQA offline) is still "evaluated": its result
     file carries the reason, which lands in `notes`.
@@ -65,8 +65,9 @@ def build_table(index_of: Callable[[str, str, str, int], Path], models: list[str
                 if (role, bench) not in planned.get(method, []):
                     cell = Cell(None, "not run in this config")
                 else:
-                    cell = _mean_cell([read_cell(index_of(model, role, method, s),
-                                                 result_key(role, bench)) for s in seeds])
+                    sources = [index_of(model, role, method, s) for s in seeds]
+                    cell = _mean_cell([Cell(None, src) if isinstance(src, str)
+                                       else read_cell(src, result_key(role, bench)) for src in sources])
                 row[column_name(role, bench)] = (None if cell.value is None
                                                  else round(cell.value, 2))
                 if cell.reason:

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 # Keys of a resolved method that the training loop consumes; everything else is the builder's.
-LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize"})
+LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize", "optimizer", "activation_checkpointing",
+                       "weights_dtype"})
 IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size"})
 
 
@@ -26,16 +27,24 @@ class BuildContext:
     dtype: torch.dtype  # base-weight dtype (bf16 on capable GPUs, else fp32)
     lr: float = 0.0
     weight_decay: float = 0.0
+    optimizer: str = "adamw_torch"  # TrainingArguments.optim, where the builder has none
     activation_checkpointing: bool = False
     bf16: bool = False  # autocast in bf16 during training
     max_grad_norm: float = 1.0
 
     @classmethod
-    def for_method(cls, method: dict, dtype: torch.dtype, **settings) -> "BuildContext":
+    def for_method(cls, method: dict, dtype: torch.dtype, activation_checkpointing: bool = False,
+                   **settings) -> "BuildContext":
+        """The method's optimizer settings; its `activation_checkpointing`, where it sets one,
+        wins over the loop's (the paper checkpoints 7b full fine-tuning whatever the rest do)."""
         if "lr" not in method and method.get("builder") != "untuned":
             raise ValueError(f"method {method.get('name')!r} has no 'lr'")
+        own = method.get("activation_checkpointing")
         return cls(dtype=dtype, lr=float(method.get("lr", 0.0)),
-                   weight_decay=float(method.get("weight_decay", 0.0)), **settings)
+                   weight_decay=float(method.get("weight_decay", 0.0)),
+                   optimizer=method.get("optimizer") or "adamw_torch",
+                   activation_checkpointing=activation_checkpointing if own is None else bool(own),
+                   **settings)
 
 
 class Builder(ABC):

@@ -19,7 +19,10 @@ import yaml
 
 META_KEYS = ("builder", "description", "peft_config")
 FACT_KEYS = ("label", "table", "profile")
-FILE_KEYS = set(META_KEYS) | set(FACT_KEYS) | {"defaults", "sizes"}
+# Per model size, then mixture role: a released model evaluated instead of training, or why the
+# cell is empty (the paper's protocol for full fine-tuning).
+RUN_KEYS = ("released", "not_run")
+FILE_KEYS = set(META_KEYS) | set(FACT_KEYS) | set(RUN_KEYS) | {"defaults", "sizes"}
 UNTUNED_BUILDER = "untuned"
 
 
@@ -56,6 +59,10 @@ def read_method_file(name: str, directory: Path | None = None) -> dict:
         bad = sorted(set(values or {}) - set(data.get("defaults", {})))
         if bad:
             raise ValueError(f"{path}: sizes.{size} sets {bad}, which 'defaults' does not declare")
+    for key in RUN_KEYS:
+        for size, roles in data.get(key, {}).items():
+            if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+                raise ValueError(f"{path}: {key}.{size} must map mixture roles to strings")
     if data.get("table") not in (None, 1, 2):
         raise ValueError(f"{path}: 'table' must be 1 or 2, got {data['table']!r}")
     profile = data.get("profile", {})
@@ -63,6 +70,19 @@ def read_method_file(name: str, directory: Path | None = None) -> dict:
         raise ValueError(f"{path}: 'profile' must be a mapping with 'floor' and 'reference'")
     data["_path"] = str(path)
     return data
+
+
+def run_plan(name: str, model_size: str | None, role: str,
+             directory: Path | None = None) -> tuple[str, str | None]:
+    """How a method's cell for (model size, mixture role) is filled: ("train", None),
+    ("released", hub id of the model to evaluate instead), or ("not_run", the reason)."""
+    data = read_method_file(name, directory)
+    size = str(model_size).lower()
+    for key in RUN_KEYS:
+        value = data.get(key, {}).get(size, {}).get(role)
+        if value:
+            return key, value
+    return "train", None
 
 
 def method_facts(name: str, directory: Path | None = None) -> dict:

@@ -1,7 +1,8 @@
 """Full fine-tuning: every weight trains; the artifact is the whole model (safetensors).
 
-Weights stay fp32 (the optimizer's master copy) with bf16 autocast on capable GPUs: training
-bf16 weights directly with AdamW loses small updates to rounding.
+By default the weights stay fp32 (the optimizer's master copy) with bf16 autocast on capable
+GPUs: training bf16 weights directly with AdamW loses small updates to rounding. The method file
+may train them in bf16 (`weights_dtype: bfloat16`), as the paper does at 7b to fit one A100.
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ class FullBuilder(Builder):
         if builder_kwargs(method):
             raise ValueError(f"method {method['name']!r}: full fine-tuning takes no keys "
                              f"{sorted(builder_kwargs(method))}")
-        return load_base(model_path, torch.float32)
+        dtype = getattr(torch, method.get("weights_dtype") or "float32", None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"method {method['name']!r}: weights_dtype "
+                             f"{method.get('weights_dtype')!r} is not a torch dtype")
+        return load_base(model_path, dtype)
 
     def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
         model.save_pretrained(artifact_dir)

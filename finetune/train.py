@@ -22,6 +22,7 @@ import platform
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,6 +45,9 @@ TRAIN_DEFAULTS = {
     "max_steps": -1, "epochs": 2, "batch_size": 4, "grad_accum": 1, "max_length": 2048,
     "warmup_ratio": 0.03, "logging_steps": 10, "save_steps": 200, "save_total_limit": 2,
     "activation_checkpointing": False, "bf16": "auto", "max_grad_norm": 1.0,
+    # On a machine without CUDA, train with the nearest CPU equivalent of a GPU-only feature
+    # (a paged optimizer -> AdamW) instead of failing; each substitution is named in the summary.
+    "cpu_substitutes": False,
 }
 
 
@@ -80,6 +84,20 @@ class MarkCheckpointComplete(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if args.should_save:
             (Path(args.output_dir) / f"checkpoint-{state.global_step}" / CHECKPOINT_COMPLETE).touch()
+
+
+def substitute_for_cpu(ctx: BuildContext, method: dict, allowed: bool) -> tuple[BuildContext, list[str]]:
+    """Without CUDA, a GPU-only optimizer (bitsandbytes' paged ones) is an error, or with
+    train.cpu_substitutes its nearest CPU equivalent; returns the context and what was swapped."""
+    if torch.cuda.is_available() or not ctx.optimizer.startswith("paged_"):
+        return ctx, []
+    if not allowed:
+        raise ValueError(f"method {method.get('name')!r}: optimizer {ctx.optimizer!r} needs CUDA "
+                         "(bitsandbytes' paged optimizers); set train.cpu_substitutes: true to "
+                         "train with adamw_torch on this machine")
+    note = f"optimizer {ctx.optimizer} -> adamw_torch (no CUDA)"
+    log.warning("substituting for CPU: %s", note)
+    return replace(ctx, optimizer="adamw_torch"), [note]
 
 
 class Preempted(RuntimeError):
@@ -169,7 +187,7 @@ def _training_args(cfg: dict, ctx: BuildContext, out_dir: Path, seed: int,
         max_grad_norm=cfg["max_grad_norm"],
         logging_steps=cfg["logging_steps"], logging_nan_inf_filter=False,
         save_strategy="steps", save_steps=cfg["save_steps"], save_total_limit=cfg["save_total_limit"],
-        activation_checkpointing=ctx.activation_checkpointing,
+        activation_checkpointing=ctx.activation_checkpointing, optim=ctx.optimizer,
         activation_checkpointing_kwargs={"use_reentrant": False},
         bf16=ctx.bf16, seed=seed, data_seed=seed, report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
@@ -195,6 +213,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     ctx = BuildContext.for_method(method, torch.bfloat16 if bf16 else torch.float32,
                                   activation_checkpointing=cfg["activation_checkpointing"],
                                   bf16=bf16, max_grad_norm=cfg["max_grad_norm"])
+    ctx, substitutions = substitute_for_cpu(ctx, method, cfg["cpu_substitutes"])
     set_seed(seed)
 
     tokenizer = load_tokenizer(model_path)
@@ -240,6 +259,8 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         "wall_time_s": time.time() - started, "bf16": bf16, "world_size": args.world_size,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
+        "substitutions": substitutions, "optimizer": ctx.optimizer,
+        "activation_checkpointing": ctx.activation_checkpointing,
     }
     write_json(out_dir / "train_summary.json", summary, indent=2, sort_keys=True)
     return summary

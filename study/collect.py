@@ -20,10 +20,7 @@ def method_table(plan: Plan, table: str, csv_path: Path) -> pd.DataFrame:
     planned = plan.planned_runs(table)
     labels = {m: method_facts(m)["label"] for m in planned}
 
-    def index_of(model, role, method, seed):
-        return plan.layout.eval_index(plan.table_run(model, role, method, seed))
-
-    built = tables.build_table(index_of, plan.study["models"], labels,
+    built = tables.build_table(plan.table_cell_source, plan.study["models"], labels,
                                tables.table_columns(table, planned), planned, plan.study["seeds"])
     tables.write_table(built, Path(csv_path))
     return built

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from importlib import import_module
 
 from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
-from baselines.config import available_methods, method_facts, methods_dir, resolve_method
+from baselines.config import available_methods, method_facts, methods_dir, resolve_method, run_plan
 from finetune.mixtures import validate_spec
 from finetune.profiling.spec import spec_defaults
 
@@ -46,26 +47,94 @@ class Plan:
         self.study = config["study"]
         self.layout = Layout(config["results_dir"])
 
+    # --- the hub -------------------------------------------------------------------------------
+    def hub_path(self, repo_id: str) -> str:
+        """Where a hub repository is read from: its id, or with `hub_mirror` set (the paper
+        profile's rehearsal) a local folder laid out like the hub, `<hub_mirror>/<repo id>`."""
+        mirror = self.config.get("hub_mirror")
+        return f"{mirror}/{repo_id}" if mirror else repo_id
+
+    def hub_marker(self, repo_id: str) -> str:
+        """The download rule's output for a hub model: compute jobs wait for it, then read the
+        model from the hub cache (or the mirror) with the hub offline."""
+        return f"{self.config['cache_dir']}/hub/{repo_id.replace('/', '--')}.json"
+
+    def mirror_inputs(self) -> list[str]:
+        """With `hub_mirror`, every reader of hub data waits for the mirror to be written."""
+        mirror = self.config.get("hub_mirror")
+        return [f"{mirror}/.complete"] if mirror else []
+
+    def hub_models(self) -> list[str]:
+        """Hub model repositories this config trains or evaluates: the models of the study, the
+        grid and Table 3, and the released models some method files evaluate instead."""
+        names = set(self.study["models"]) | set(self.study["grid"]["models"])
+        names |= set(self.profile_settings()["models"])
+        repos = {self.config["models"][n]["hub"] for n in names if "hub" in self.config["models"][n]}
+        for table in TABLES:
+            for model in self.study["models"]:
+                for method, pairs in self.planned_runs(table).items():
+                    for role, _ in pairs:
+                        kind, value = self.run_kind(model, method, role)
+                        repos |= {value} if kind == "released" else set()
+        return sorted(repos)
+
     # --- models, mixtures, methods -------------------------------------------------------------
     def model_path(self, name: str) -> str:
         entry = self.config["models"][name]
-        return entry["hub"] if "hub" in entry else f"{self.config['cache_dir']}/models/{name}"
+        return self.hub_path(entry["hub"]) if "hub" in entry else f"{self.config['cache_dir']}/models/{name}"
 
     def model_inputs(self, name: str) -> list[str]:
-        """A packaged model is prepared once into the cache; a hub id needs no local input."""
-        return [] if "hub" in self.config["models"][name] else [f"{self.model_path(name)}/config.json"]
+        """A packaged model is prepared once into the cache; a hub model is downloaded once."""
+        entry = self.config["models"][name]
+        return [self.hub_marker(entry["hub"])] if "hub" in entry else [f"{self.model_path(name)}/config.json"]
+
+    def run_kind(self, model: str, method: str, role: str) -> tuple[str, str | None]:
+        """("train", None), ("released", hub id) or ("not_run", reason), from the method file."""
+        if role == NO_MIXTURE:
+            return "train", None
+        return run_plan(method, self.model_size(model), role)
+
+    def eval_model_path(self, run: Run) -> str:
+        """The model an evaluation loads: a released model where the method file says so."""
+        kind, value = self.run_kind(run.model, run.method, run.mixture)
+        return self.hub_path(value) if kind == "released" else self.model_path(run.model)
+
+    def eval_model_inputs(self, run: Run) -> list[str]:
+        kind, value = self.run_kind(run.model, run.method, run.mixture)
+        return [self.hub_marker(value)] if kind == "released" else self.model_inputs(run.model)
+
+    def is_trained(self, run: Run) -> bool:
+        return (run.mixture != NO_MIXTURE and not method_facts(run.method)["untuned"]
+                and self.run_kind(run.model, run.method, run.mixture)[0] == "train")
+
+    def bench_config(self, bench: str) -> dict:
+        """A benchmark's config, its hub dataset read through the mirror where one is set."""
+        cfg = dict(self.config["evals"][bench])
+        if cfg.get("source") == "hub" and self.config.get("hub_mirror"):
+            cfg["hub_id"] = self.hub_path(cfg.get("hub_id", import_module(f"evals.{bench}").HUB_ID))
+        return cfg
+
+    def mixture_catalogue(self) -> dict[str, dict]:
+        """The `mixtures` recipes, hub datasets read through the mirror where one is set."""
+        return {name: ({**spec, "hub_id": self.hub_path(spec["hub_id"])} if spec.get("hub_id") else spec)
+                for name, spec in self.config["mixtures"].items()}
 
     def model_size(self, name: str) -> str:
         return self.config["models"][name]["size"]
 
     def mixture_spec(self, role: str) -> dict:
         """The study maps each mixture role (flan, single, mix) to a named recipe in `mixtures`."""
-        return self.config["mixtures"][self.study["mixtures"][role]]
+        return self.mixture_catalogue()[self.study["mixtures"][role]]
 
     def method_overrides(self, method: str, hp: str) -> dict:
         return {**self.config["method_overrides"].get(method, {}), **parse_hp(hp)}
 
     def resolved_method(self, run: Run) -> dict:
+        """The method a run trains, or for a released model what evaluation loads."""
+        kind, value = self.run_kind(run.model, run.method, run.mixture)
+        if kind == "released":
+            return {"name": run.method, "builder": "untuned", "released": value,
+                    "model_size": self.model_size(run.model)}
         return resolve_method(run.method, self.method_overrides(run.method, run.hp),
                               self.model_size(run.model))
 
@@ -96,12 +165,19 @@ class Plan:
         mixture = NO_MIXTURE if method_facts(method)["untuned"] else role
         return Run(model, mixture, method, DEFAULT_HP, seed)
 
+    def table_cell_source(self, model: str, role: str, method: str, seed: int):
+        """Where a table cell comes from: a run's evaluation index, or the reason it is empty."""
+        kind, value = self.run_kind(model, method, role)
+        if kind == "not_run":
+            return value
+        return self.layout.eval_index(self.table_run(model, role, method, seed))
+
     def table_inputs(self, table: str) -> list[str]:
-        paths = {str(self.layout.eval_index(self.table_run(model, role, method, seed)))
-                 for model in self.study["models"]
-                 for method, pairs in self.planned_runs(table).items()
-                 for role, _ in pairs for seed in self.study["seeds"]}
-        return sorted(paths)
+        sources = {self.table_cell_source(model, role, method, seed)
+                   for model in self.study["models"]
+                   for method, pairs in self.planned_runs(table).items()
+                   for role, _ in pairs for seed in self.study["seeds"]}
+        return sorted(str(s) for s in sources if not isinstance(s, str))
 
     def table_columns(self) -> list[tuple[str, str]]:
         """(mixture role, benchmark) pairs that some table asks for."""
@@ -123,9 +199,8 @@ class Plan:
         return benches, roles
 
     def eval_settings(self, mixture: str, hp: str) -> dict[str, dict]:
-        """Each benchmark's config for a run's evaluation; a grid point scores the dev split."""
-        benches = {b: dict(self.config["evals"][b]) for b in self.evaluations_for(mixture, hp)[0]}
-        return benches
+        """Each benchmark's config for a run's evaluation."""
+        return {b: self.bench_config(b) for b in self.evaluations_for(mixture, hp)[0]}
 
     def sft_runs(self) -> list[str]:
         """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""

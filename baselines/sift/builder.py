@@ -1,5 +1,6 @@
-"""The `sift` builder: SIFT on the same linear layers and budget as LoRA/SFT (all block linears,
-`r`-equivalent via sft.lora_equivalent_budget, each matrix at the same density)."""
+"""The `sift` builder: SIFT on the same linear layers as LoRA/SFT (all block linears), each matrix
+at the same density: `density` of the targeted weights where the method sets it (SIFT's own
+settings), else the LoRA rank `r`-equivalent budget (sft.lora_equivalent_budget)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,15 +12,22 @@ from baselines.loading import load_base
 from baselines.sift.delta import apply_sift_delta, save_sift_delta
 from baselines.sift.optim import SiftAdamW
 
-KEYS = {"r", "target_modules", "mask_batches"}
+KEYS = {"r", "density", "target_modules", "mask_batches"}
 
 
 def _targets(model, method):
     from sft.targets import allocate_budget, find_target_linears, lora_equivalent_budget
 
     targets = [lin for _, lin in find_target_linears(model, method.get("target_modules"))]
-    budget = lora_equivalent_budget(model, int(method["r"]), method.get("target_modules"))
-    counts = allocate_budget([lin.weight.numel() for lin in targets], num_tunable_weights=budget)
+    sizes = [lin.weight.numel() for lin in targets]
+    if method.get("density") is not None:
+        density = float(method["density"])
+        if not 0.0 < density <= 1.0:
+            raise ValueError(f"method {method['name']!r}: density must be in (0, 1], got {density}")
+        budget = round(density * sum(sizes))
+    else:
+        budget = lora_equivalent_budget(model, int(method["r"]), method.get("target_modules"))
+    counts = allocate_budget(sizes, num_tunable_weights=budget)
     return [lin.weight for lin in targets], counts
 
 

@@ -20,7 +20,7 @@ ALLOWED = {
     "finetune": {"baselines", "evals", "sft", "artifacts"},
     "bench": {"sft"},
     "study": {"finetune", "baselines", "evals", "analysis", "artifacts"},
-    "workflow": {"study", "finetune", "evals", "artifacts"},
+    "workflow": {"study", "finetune", "evals", "analysis", "artifacts"},
 }
 PROJECT = set(ALLOWED)
 

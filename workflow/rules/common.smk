@@ -17,6 +17,7 @@ wildcard_constraints:
     method="[A-Za-z0-9][A-Za-z0-9._-]*",
     bench="|".join(BENCHMARKS),
     seed=r"\d+",
+    repo=r"[A-Za-z0-9][A-Za-z0-9._-]*--[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 def rule_resources(name):

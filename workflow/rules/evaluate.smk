@@ -1,16 +1,17 @@
 # Evaluation: one process per model evaluates every benchmark its mixture column needs (import
 # and model load cost seconds). An untuned model (builder "untuned": original, original-4bit)
-# is the run "<model>/none/<method>/default/seed0", with a method file and no training.
+# is the run "<model>/none/<method>/default/seed0", with a method file and no training; so is a
+# released model that a method file evaluates instead of training (the paper's Tulu v2 FullFT).
 
 
 def eval_inputs(wildcards):
     run = run_of(wildcards)
     benches, roles = PLAN.evaluations_for(run.mixture, run.hp)
-    inputs = {"model": PLAN.model_inputs(run.model),
+    inputs = {"model": PLAN.eval_model_inputs(run),
               "method": str(LAYOUT.method_file(run)),
               "data": [f"{RESULTS}/data/evals/{b}.jsonl" for b in benches],
               "heldout": [f"{RESULTS}/data/mixtures/{r}.heldout.jsonl" for r in roles]}
-    if run.mixture != "none":
+    if PLAN.is_trained(run):
         inputs["run"] = str(LAYOUT.summary(run))
     return inputs
 
@@ -21,7 +22,7 @@ rule evaluate:
     output:
         str(LAYOUT.eval_index(RUN)),
     params:
-        model=lambda w: PLAN.model_path(w.model),
+        model=lambda w: PLAN.eval_model_path(run_of(w)),
         benches=lambda w: PLAN.eval_settings(w.mixture, w.hp),
         heldout=config["heldout"],
     log:

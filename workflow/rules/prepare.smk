@@ -1,4 +1,25 @@
-# Preparation: packaged GGUF -> HF folder, instruction mixtures, normalised benchmark files.
+# Preparation: packaged GGUF -> HF folder, hub models downloaded once, instruction mixtures,
+# normalised benchmark files. These rules read the network (hub data) or only the disk, and run
+# on the machine Snakemake runs on (localrules in the Snakefile), never on a GPU node.
+
+
+rule download_model:
+    input:
+        PLAN.mirror_inputs(),
+    output:
+        f"{CACHE}/hub/{{repo}}.json",
+    params:
+        repo_id=lambda w: w.repo.replace("--", "/", 1),
+        mirror=config.get("hub_mirror"),
+    log:
+        f"{RESULTS}/logs/download_model/{{repo}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    retries: 2
+    script:
+        "../scripts/download_model.py"
 
 
 rule prepare_model:
@@ -17,11 +38,13 @@ rule prepare_model:
 
 
 rule build_mixture:
+    input:
+        PLAN.mirror_inputs(),
     output:
         f"{RESULTS}/data/mixtures/{{mixture}}.jsonl",
     params:
         spec=lambda w: PLAN.mixture_spec(w.mixture),
-        catalogue=config["mixtures"],
+        catalogue=PLAN.mixture_catalogue(),
     log:
         f"{RESULTS}/logs/build_mixture/{{mixture}}.log",
     threads: 1
@@ -52,11 +75,13 @@ rule split_heldout:
 
 
 rule prepare_benchmark:
+    input:
+        PLAN.mirror_inputs(),
     output:
         data=f"{RESULTS}/data/evals/{{bench}}.jsonl",
         manifest=f"{RESULTS}/data/evals/{{bench}}.jsonl.manifest.json",
     params:
-        cfg=lambda w: config["evals"][w.bench],
+        cfg=lambda w: PLAN.bench_config(w.bench),
     log:
         f"{RESULTS}/logs/prepare_benchmark/{{bench}}.log",
     threads: 1

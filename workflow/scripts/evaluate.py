@@ -1,4 +1,8 @@
 """Snakemake adapter: evaluate one run (study.evaluate.evaluate_run) and write its index.json."""
+from study.hub import hub_offline
+
+hub_offline()  # before transformers is imported: downloads happened in download_model
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,8 @@
 """Snakemake adapter: one Table 3 row, measured in fresh processes (finetune.profiling.runner)."""
+from study.hub import hub_offline
+
+hub_offline()  # before transformers is imported: downloads happened in download_model
+
 from pathlib import Path
 
 from finetune.profiling.runner import profile

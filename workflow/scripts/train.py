@@ -1,5 +1,9 @@
 """Snakemake adapter: one training run of the method in the run folder's method.json
 (finetune.train.train_from_file: in this process, or under torchrun on resources.train.gpu GPUs)."""
+from study.hub import hub_offline
+
+hub_offline()  # before transformers is imported: downloads happened in download_model
+
 import sys
 from pathlib import Path
 
