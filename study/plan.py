@@ -152,6 +152,15 @@ class Plan:
     def facts(self, methods) -> dict[str, dict]:
         return {m: method_facts(m) for m in methods}
 
+    def job_resources(self, rule: str, model: str, method: str) -> dict:
+        """`resources.<rule>`, then `resources.per_method.<method>.<rule>`, then
+        `resources.per_method.<method>@<model size>.<rule>` (7b FullFT is not a LoRA job)."""
+        per = self.config["resources"].get("per_method", {})
+        merged = dict(self.config["resources"][rule])
+        for key in (method, f"{method}@{self.model_size(model)}"):
+            merged.update(per.get(key, {}).get(rule, {}))
+        return merged
+
     # --- runs and evaluations ------------------------------------------------------------------
     def planned_columns(self, table: str) -> list[tuple[str, str]]:
         return [(r, b) for r, bs in self.study[table]["columns"].items() for b in bs]

@@ -1,5 +1,6 @@
 """The DAG: config validation names the bad key, and every scale dry-runs."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,29 @@ def test_paper_config_dry_runs_on_slurm_profile():
     assert counts["train"] == 2 * 5 * 3 - 2 - 2
     assert counts["download_model"] == 4  # Llama-2 7b/13b and Tulu 2 7b/13b, once each
     assert "prepare_model" not in counts  # hub ids pass straight through
+
+
+def test_paper_jobs_ask_for_what_their_method_and_size_need():
+    """7b FullFT is not a LoRA job (resources.per_method), and only GPU rules ask for a GPU."""
+    proc = subprocess.run([*SNAKEMAKE, "-n", "--workflow-profile", "slurm",
+                           "--configfile=config/paper.yaml", "results/table1.csv"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule )", proc.stdout)[1:]:
+        rule = block.split(":")[0].split(" ", 1)[1]
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:]
+                      if ": " in line and line.startswith("    "))
+        jobs.setdefault(rule, []).append(fields)
+    train = {j["wildcards"]: j["resources"] for j in jobs["train"]}
+    full = train["model=llama2-7b, mixture=flan, method=full, hp=default, seed=0"]
+    lora = train["model=llama2-7b, mixture=flan, method=lora, hp=default, seed=0"]
+    assert "mem_mb=160000" in full and "runtime=4320" in full and "gpu=1" in full
+    assert "mem_mb=64000" in lora and "runtime=2880" in lora
+    assert all("slurm_partition=gpu" in j["resources"] for j in jobs["train"] + jobs["evaluate"])
+    assert not any("gpu=" in j["resources"] or "slurm_partition=gpu" in j["resources"]
+                   for rule in ("download_model", "build_mixture", "prepare_benchmark", "method_table")
+                   for j in jobs[rule])  # (local rules there: tests/cluster checks it in sacct)
 
 
 def test_a_baseline_added_as_one_yaml_file_joins_the_tables(tmp_path):

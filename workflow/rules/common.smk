@@ -20,9 +20,13 @@ wildcard_constraints:
     repo=r"[A-Za-z0-9][A-Za-z0-9._-]*--[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
-def rule_resources(name):
-    """Per-rule threads/memory/runtime/gpu from config, so local and slurm runs share one DAG."""
-    return config["resources"][name]
+def job_resources(rule, key, grows=False):
+    """A resource of a train/evaluate job from the config (study.plan.Plan.job_resources: per
+    method and model size where `resources.per_method` says so); memory and runtime grow with
+    Snakemake's attempt, so that a retried job (--retries) gets more."""
+    if grows:
+        return lambda w, attempt: PLAN.job_resources(rule, w.model, w.method)[key] * attempt
+    return lambda w: PLAN.job_resources(rule, w.model, w.method).get(key, 0)
 
 
 def run_of(wildcards):

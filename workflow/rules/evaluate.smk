@@ -29,12 +29,12 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{RUN.key}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN.key}.tsv"
-    threads: rule_resources("evaluate")["threads"]
+    threads: job_resources("evaluate", "threads")
     resources:
-        mem_mb=rule_resources("evaluate")["mem_mb"],
-        runtime=rule_resources("evaluate")["runtime"],
-        gpu=rule_resources("evaluate")["gpu"],
-        cpus_per_gpu=rule_resources("evaluate").get("cpus_per_gpu", 0),
+        mem_mb=job_resources("evaluate", "mem_mb", grows=True),
+        runtime=job_resources("evaluate", "runtime", grows=True),
+        gpu=job_resources("evaluate", "gpu"),
+        cpus_per_gpu=job_resources("evaluate", "cpus_per_gpu"),
         heavy=1,
     script:
         "../scripts/evaluate.py"

@@ -30,8 +30,8 @@ rule profile_measure:
         f"{RESULTS}/benchmarks/profile/{{model}}/{{method}}/{{ckpt}}.tsv"
     threads: PROFILE["resources"]["threads"]
     resources:
-        mem_mb=PROFILE["resources"]["mem_mb"],
-        runtime=PROFILE["resources"]["runtime"],
+        mem_mb=lambda w, attempt: PROFILE["resources"]["mem_mb"] * attempt,
+        runtime=lambda w, attempt: PROFILE["resources"]["runtime"] * attempt,
         gpu=PROFILE["resources"]["gpu"],
         heavy=1,
     script:

@@ -34,12 +34,12 @@ rule train:
         f"{RESULTS}/logs/train/{RUN.key}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN.key}.tsv"
-    threads: rule_resources("train")["threads"]
+    threads: job_resources("train", "threads")
     resources:
-        mem_mb=rule_resources("train")["mem_mb"],
-        runtime=rule_resources("train")["runtime"],
-        gpu=rule_resources("train")["gpu"],
-        cpus_per_gpu=rule_resources("train").get("cpus_per_gpu", 0),
+        mem_mb=job_resources("train", "mem_mb", grows=True),
+        runtime=job_resources("train", "runtime", grows=True),
+        gpu=job_resources("train", "gpu"),
+        cpus_per_gpu=job_resources("train", "cpus_per_gpu"),
         heavy=1,
     script:
         "../scripts/train.py"
