@@ -60,9 +60,12 @@ class Plan:
         return f"{self.config['cache_dir']}/hub/{repo_id.replace('/', '--')}.json"
 
     def mirror_inputs(self) -> list[str]:
-        """With `hub_mirror`, every reader of hub data waits for the mirror to be written."""
+        """With `hub_standins` (the rehearsal), every reader of the hub waits for the DAG to
+        write the stand-in mirror; a real mirror is simply read."""
         mirror = self.config.get("hub_mirror")
-        return [f"{mirror}/.complete"] if mirror else []
+        if self.config.get("hub_standins") and not mirror:
+            raise ValueError("hub_standins: true needs hub_mirror, the folder to write them to")
+        return [f"{mirror}/.complete"] if mirror and self.config.get("hub_standins") else []
 
     def hub_models(self) -> list[str]:
         """Hub model repositories this config trains or evaluates: the models of the study, the

@@ -19,8 +19,9 @@ ALLOWED = {
     "baselines": {"sft", "artifacts"},
     "finetune": {"baselines", "evals", "sft", "artifacts"},
     "bench": {"sft"},
+    "rehearsal": {"artifacts"},
     "study": {"finetune", "baselines", "evals", "analysis", "artifacts"},
-    "workflow": {"study", "finetune", "evals", "analysis", "artifacts"},
+    "workflow": {"study", "finetune", "evals", "analysis", "rehearsal", "artifacts"},
 }
 PROJECT = set(ALLOWED)
 

@@ -3,6 +3,21 @@
 # on the machine Snakemake runs on (localrules in the Snakefile), never on a GPU node.
 
 
+if config.get("hub_standins"):
+
+    rule hub_standins:
+        output:
+            f"{config['hub_mirror']}/.complete",
+        log:
+            f"{RESULTS}/logs/hub_standins.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../scripts/hub_standins.py"
+
+
 rule download_model:
     input:
         PLAN.mirror_inputs(),
