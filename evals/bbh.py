@@ -32,6 +32,9 @@ from evals.sources import hub_rows, local_rows, require, seeded_subset, source_o
 NAME = "bbh"
 METRIC = "exact_match"
 HUB_ID = "lukaemon/bbh"
+# lukaemon/bbh is a loading script, which `datasets` (>= 4) refuses to run; the hub serves its
+# parquet conversion (one <subtask>/test/*.parquet per config) on this revision.
+HUB_REVISION = "refs/convert/parquet"
 BIGBENCH = "bigbench==1.0.0"
 DEFAULTS = {"n_per_task": 40, "shots": 3, "max_new_tokens": 512, "seed": 42}
 TASKS = (
@@ -152,8 +155,8 @@ def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
     if source == "hub":
         hub_id = cfg.get("hub_id", HUB_ID)
         items = [{"id": f"{t}-{i}", "task": t, "input": r["input"], "target": r["target"]}
-                 for t in tasks for i, r in enumerate(hub_rows(hub_id, t, "test"))]
-        origin = {"hub_id": hub_id, "split": "test"}
+                 for t in tasks for i, r in enumerate(hub_rows(hub_id, t, "test", HUB_REVISION))]
+        origin = {"hub_id": hub_id, "split": "test", "revision": HUB_REVISION}
     elif source == "path":
         rows = local_rows(Path(cfg["path"]))
         for i, r in enumerate(rows):

@@ -35,11 +35,14 @@ def source_of(name: str, cfg: dict) -> str:
     return source
 
 
-def hub_rows(hub_id: str, config_name: str | None, split: str) -> list[dict]:
-    """Rows of a hub dataset split, as plain dicts (the real path for users with the hub)."""
+def hub_rows(hub_id: str, config_name: str | None, split: str, revision: str | None = None) -> list[dict]:
+    """Rows of a hub dataset split, as plain dicts (the real path for users with the hub). A
+    `revision` applies to the hub only: a local folder laid out like the repository (a mirror)
+    holds one revision."""
     import datasets
 
-    ds = datasets.load_dataset(hub_id, config_name, split=split)
+    local = Path(hub_id).is_dir()
+    ds = datasets.load_dataset(hub_id, config_name, split=split, revision=None if local else revision)
     return [dict(row) for row in ds]
 
 

@@ -73,6 +73,17 @@ def test_released_and_not_run_cells_of_the_paper_profile():
                                  "meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-7b-hf"]
 
 
+def test_the_paper_profile_trains_spiel_on_the_papers_schedule():
+    """config.yaml's embedded overrides (reselect every 4 steps) must not leak into paper.yaml."""
+    from artifacts.layout import Run
+
+    plan = Plan(merged("config.yaml", "paper.yaml"))
+    for method in ("sft-ag", "sft-ma", "qsft-ag", "qsft-ma"):
+        resolved = plan.resolved_method(Run("llama2-7b", "mix", method))
+        assert (resolved["reselection_steps"], resolved["accumulation_steps"]) == (20, 5), method
+    assert plan.resolved_method(Run("llama2-7b", "mix", "sft-ag"))["r"] == 64  # Table 4
+
+
 def test_sift_takes_its_own_papers_settings(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
