@@ -81,6 +81,12 @@ class Plan:
                         repos |= {value} if kind == "released" else set()
         return sorted(repos)
 
+    def models_as_read(self) -> dict[str, dict]:
+        """The `models` catalogue with each hub id as it is read: through the mirror, where one
+        is set (the rehearsal's stand-ins are no published model)."""
+        return {name: ({**entry, "hub": self.hub_path(entry["hub"])} if "hub" in entry else entry)
+                for name, entry in self.config["models"].items()}
+
     # --- models, mixtures, methods -------------------------------------------------------------
     def model_path(self, name: str) -> str:
         entry = self.config["models"][name]

@@ -31,7 +31,7 @@ rule paper_comparison:
     wildcard_constraints:
         table="table1|table2|table3",
     params:
-        models=config["models"],
+        models=PLAN.models_as_read(),
     log:
         f"{RESULTS}/logs/{{table}}_vs_paper.log",
     threads: 1
