@@ -31,6 +31,14 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class NonFiniteWeightsError(FloatingPointError):
+    pass
+
+
+class DivergedError(FloatingPointError):
+    """The loss rose to that of a uniform guess over the vocabulary: training blew the model up."""
+
+
 def peak_memory_mb() -> tuple[float, str]:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
@@ -40,11 +48,15 @@ def peak_memory_mb() -> tuple[float, str]:
 class StepRecorder(TrainerCallback):
     """Accumulates the micro-batch losses of a step; appends a row to metrics.jsonl per step."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, vocab_size: int | None = None):
         self.path = Path(path)
         self.step_loss = 0.0
         self.started = None
         self.lr = None
+        # A model that predicts uniformly scores ln(vocab) nats/token: a run that starts well
+        # below it (any pretrained model) and climbs back to it has diverged.
+        self.uniform_loss = math.log(vocab_size) if vocab_size else None
+        self.first_loss = None
 
     def add_loss(self, loss: torch.Tensor, next_step: int) -> None:
         value = float(loss)
@@ -57,11 +69,11 @@ class StepRecorder(TrainerCallback):
         if not state.is_world_process_zero:
             return
         # A resumed run keeps the rows of the steps its checkpoint covers, and drops the rest.
-        rows = []
-        if self.path.exists():
-            rows = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= state.global_step]
+        rows = [json.dumps(row) for row in read_metrics(self.path) if row["step"] <= state.global_step] \
+            if self.path.exists() else []
         write_text(self.path, "".join(r + "\n" for r in rows))
+        if rows:
+            self.first_loss = json.loads(rows[0])["loss"]
 
     def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         self.step_loss = 0.0
@@ -75,6 +87,7 @@ class StepRecorder(TrainerCallback):
         loss = self.step_loss
         if args.world_size > 1:  # a collective: every process takes part
             loss = float(all_reduce_mean_(torch.tensor(loss, device=args.device)))
+        self._check_divergence(loss, state.global_step)
         if not state.is_world_process_zero:
             return
         memory, kind = peak_memory_mb()
@@ -87,5 +100,26 @@ class StepRecorder(TrainerCallback):
                      state.max_steps, row["loss"], row["lr"] or 0.0, row["step_time_s"], memory, kind)
 
 
+    def _check_divergence(self, loss: float, step: int) -> None:
+        if self.first_loss is None:
+            self.first_loss = loss
+        uniform = self.uniform_loss
+        if uniform and self.first_loss < 0.9 * uniform and loss >= 0.98 * uniform:
+            raise DivergedError(
+                f"loss {loss:.3f} at step {step} is that of a uniform guess over the vocabulary "
+                f"(ln V = {self.uniform_loss:.3f}), from {self.first_loss:.3f} at the start: "
+                "training diverged; stopping the run (lower the learning rate)")
+
+
 def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The per-step rows; a last line torn by a kill (the row being appended) is dropped."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}:{i + 1}: not valid JSON (and not the torn last line)") from None
+            log.warning("%s: dropping a torn last line", path)
+    return rows

@@ -35,7 +35,8 @@ from baselines.loading import load_tokenizer, resolve_bf16
 from baselines.registry import get_builder
 from finetune.chat import IGNORE_INDEX, encode_example
 from finetune.data_parallel import check_data_parallel, train_data_parallel
-from finetune.metrics import StepRecorder, read_metrics
+from finetune.fingerprint import claim_run_dir, matches, run_fingerprint
+from finetune.metrics import NonFiniteWeightsError, StepRecorder, read_metrics
 from finetune.mixtures.io import read_rows
 
 log = logging.getLogger("finetune.train")
@@ -139,6 +140,15 @@ class CheckpointOnSigterm(TrainerCallback):
             self.stopped_at = state.global_step
 
 
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+
+
+def _planned_steps(trainer: Trainer) -> int:
+    """The optimizer steps this run takes, as the Trainer counts them (max_steps, or epochs)."""
+    return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+
+
 def last_complete_checkpoint(directory: Path) -> str | None:
     """The newest checkpoint whose save finished, or None."""
     done = [p for p in Path(directory).glob("checkpoint-*")
@@ -214,6 +224,9 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
                                   activation_checkpointing=cfg["activation_checkpointing"],
                                   bf16=bf16, max_grad_norm=cfg["max_grad_norm"])
     ctx, substitutions = substitute_for_cpu(ctx, method, cfg["cpu_substitutes"])
+    fingerprint = run_fingerprint(model_path, data_path, method, cfg, seed)
+    if int(os.environ.get("RANK", "0")) == 0:  # under DDP the others wait for it (below)
+        claim_run_dir(out_dir, fingerprint)
     set_seed(seed)
 
     tokenizer = load_tokenizer(model_path)
@@ -221,7 +234,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     builder = get_builder(method)
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
-    recorder = StepRecorder(out_dir / "metrics.jsonl")
+    recorder = StepRecorder(out_dir / "metrics.jsonl", vocab_size=len(tokenizer))
     sigterm = CheckpointOnSigterm()
     args = _training_args(cfg, ctx, out_dir, seed, world_size)
     trainer = HarnessTrainer(
@@ -232,18 +245,27 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
                    MarkCheckpointComplete(), sigterm, *(callbacks or [])],
         recorder=recorder, builder=builder)
 
+    if args.world_size > 1:  # every process decides on resuming after process 0 claimed the folder
+        torch.distributed.barrier()
     checkpoint_dir = out_dir / "checkpoints"
-    resume = last_complete_checkpoint(checkpoint_dir)
+    resume = last_complete_checkpoint(checkpoint_dir) if matches(out_dir, fingerprint) else None
     if resume:
         log.info("resuming from %s", resume)
-    with sigterm:
-        result = trainer.train(resume_from_checkpoint=resume)
+    if resume and _checkpoint_step(resume) >= _planned_steps(trainer):
+        # Killed after its last checkpoint: resuming would train one step too many.
+        log.info("%s covers every step: writing the run's outputs from it", resume)
+        trainer._load_from_checkpoint(resume)
+        trainer.state.global_step = _checkpoint_step(resume)
+    else:
+        with sigterm:
+            trainer.train(resume_from_checkpoint=resume)
     if sigterm.stopped_at is not None:
         raise Preempted(f"SIGTERM at step {sigterm.stopped_at}: checkpoint-{sigterm.stopped_at} "
                         "is saved, and running the job again resumes from it")
     if not trainer.is_world_process_zero():
         return None
 
+    check_finite_weights(trainer.model)
     with atomic_dir(out_dir / "artifact") as tmp:
         builder.save(trainer.model, tmp, optimizer)
     metrics = read_metrics(out_dir / "metrics.jsonl")
@@ -252,7 +274,9 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         "data_path": str(data_path), "n_examples": len(dataset), "n_dropped_no_target": n_dropped,
         "steps": trainer.state.global_step, "resumed_from": resume,
         "final_loss": metrics[-1]["loss"] if metrics else None,
-        "train_loss": result.training_loss,
+        # over every step of the run, a resumed one's too (the Trainer's covers its last segment)
+        "train_loss": sum(m["loss"] for m in metrics) / max(len(metrics), 1),
+        "fingerprint": fingerprint["sha256"],
         "mean_step_time_s": sum(m["step_time_s"] for m in metrics) / max(len(metrics), 1),
         "peak_memory_mb": max((m["peak_memory_mb"] for m in metrics), default=None),
         "trainable_params": builder.trainable_parameters(trainer.model),
@@ -264,6 +288,15 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     }
     write_json(out_dir / "train_summary.json", summary, indent=2, sort_keys=True)
     return summary
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """A run whose loss stayed finite can still end with non-finite weights (the last optimizer
+    step): check what will be saved, not only the loss."""
+    for name, param in model.named_parameters():
+        if param.requires_grad and not bool(torch.isfinite(param).all()):
+            raise NonFiniteWeightsError(f"trained parameter {name} holds non-finite values after "
+                                        "the last step; not saving it (lower the learning rate)")
 
 
 def record_method(method: dict, run_dir: Path) -> None:
@@ -289,7 +322,9 @@ def train_from_file(model_path: str, data_path: Path, train_cfg: dict, out_dir: 
     if gpus <= 1:
         train(model_path, data_path, method, train_cfg, out_dir, seed)
         return
-    check_data_parallel(method, resolve_train_cfg(train_cfg)["grad_accum"], gpus)
+    cfg = resolve_train_cfg(train_cfg)
+    check_data_parallel(method, cfg["grad_accum"], gpus)
+    claim_run_dir(out_dir, run_fingerprint(model_path, data_path, method, cfg, seed))
     train_data_parallel(gpus, cli_argv(model_path, data_path, Path(out_dir) / METHOD_FILE,
                                        train_cfg, out_dir, seed), stdout=stdout)
 

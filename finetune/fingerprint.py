@@ -1,0 +1,93 @@
+"""What a run is, as one hash: its resolved method, training settings, seed, data, model and
+training code. Checkpoints are resumed only by the run that wrote them: a changed learning rate,
+mixture, model or code version starts afresh instead of continuing someone else's weights."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from artifacts.atomic import write_json
+
+log = logging.getLogger("finetune.train")
+
+FINGERPRINT = "fingerprint.json"
+# What a run leaves in its folder that a different run must not inherit.
+RUN_STATE = ("checkpoints", "metrics.jsonl", "artifact", "train_summary.json")
+# The packages whose code decides what training computes.
+TRAINING_CODE = ("sft", "baselines", "finetune")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_identity(model_path: str) -> dict:
+    """A local folder: its config and the names and sizes of its files; a hub id: the id."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return {"hub_id": model_path}
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    config = folder / "config.json"
+    return {"config_sha256": _file_sha256(config) if config.exists() else None, "files": files}
+
+
+def _code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in TRAINING_CODE:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    try:
+        release = version("spiel-sft")
+    except PackageNotFoundError:
+        release = "unknown"
+    return f"{release}+{digest.hexdigest()[:16]}"
+
+
+def run_fingerprint(model_path: str, data_path: Path, method: dict, train_cfg: dict, seed: int) -> dict:
+    parts = {"method": method, "train": train_cfg, "seed": seed,
+             "data_sha256": _file_sha256(Path(data_path)), "model": _model_identity(model_path),
+             "code": _code_version()}
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return {"sha256": hashlib.sha256(blob).hexdigest(), **parts}
+
+
+def claim_run_dir(run_dir: Path, fingerprint: dict) -> list[str]:
+    """Make `run_dir` this run's: when it holds another run's state (another fingerprint, or
+    state without one), remove that state. Returns what was removed."""
+    run_dir = Path(run_dir)
+    path = run_dir / FINGERPRINT
+    try:
+        stored = json.loads(path.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        stored = None
+    removed = []
+    if stored != fingerprint["sha256"]:
+        for name in RUN_STATE:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            else:
+                continue
+            removed.append(name)
+        if removed:
+            log.warning("%s held another run's state (%s); starting afresh", run_dir, ", ".join(removed))
+        write_json(path, fingerprint, indent=2, sort_keys=True)
+    return removed
+
+
+def matches(run_dir: Path, fingerprint: dict) -> bool:
+    try:
+        return json.loads((Path(run_dir) / FINGERPRINT).read_text())["sha256"] == fingerprint["sha256"]
+    except (OSError, ValueError, KeyError):
+        return False
