@@ -3,6 +3,7 @@
 Per-benchmark config keys (the DAG's schema mirrors these; defaults are each module's DEFAULTS):
   source          "packaged" (default, offline) | "hub" | "path"
   path            local file in the hub's schema (required when source is "path")
+  train_path      TyDiQA: local GoldP train file, the shot pool (the reference's setting)
   hub_id          override of the hub dataset id
   seed            subset seed (default 42)
   n_items         GSM / MMLU / HumanEval: number of items (null = all)
@@ -10,7 +11,7 @@ Per-benchmark config keys (the DAG's schema mirrors these; defaults are each mod
   n_per_language  TyDiQA: items per language (default 100)
   shots, max_new_tokens, batch_size          used at run time (see evals.suite)
   max_prompt_tokens                           MMLU: drop shots until the prompt fits (2048)
-  max_context_tokens                          TyDiQA: passage truncation (512)
+  max_context_tokens                          TyDiQA: passage truncation (1024, as the reference)
   n_samples, temperature, top_p, k, timeout_s HumanEval sampling and execution
 Output: `out_path` (JSONL, one normalised item a line, with its source index) and
 `<out_path>.manifest.json` (origin, indices, few-shot exemplars, sha256 of the items file).

@@ -55,7 +55,8 @@ _SP_CORPUS = [
 @pytest.fixture(scope="session")
 def sp_lm():
     """(model, tokenizer, processor): a real SentencePiece BPE model (byte fallback, dummy
-    prefix, as Llama-2's) trained here in a second, wrapped as transformers' LlamaTokenizer, and
+    prefix, as Llama-2's) trained here in a second, wrapped as transformers' LlamaTokenizer (BOS
+    added, as Llama-2's tokenizer config says), and
     a random 2-layer Llama of its vocabulary size. `processor` is the raw SentencePiece model."""
     import io
 
@@ -74,7 +75,7 @@ def sp_lm():
     # the vocab and merges transformers' own SentencePiece converter extracts (it needs protobuf
     # to read the model file; the processor gives the same pieces in id order)
     vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
-    tokenizer = LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab))
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab), add_bos_token=True)
     tokenizer.pad_token = tokenizer.eos_token  # as open-instruct sets for Llama
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
