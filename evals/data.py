@@ -8,6 +8,7 @@ Per-benchmark config keys (the DAG's schema mirrors these; defaults are each mod
   seed            subset seed (default 42)
   n_items         GSM / MMLU / HumanEval: number of items (null = all)
   n_per_task      BBH: items per subtask (default 40); `tasks`: list of subtasks (default all)
+  stop_at_blank_line  BBH: stop generating at "\n\n" (default false: the reference never stopped)
   n_per_language  TyDiQA: items per language (default 100)
   shots, max_new_tokens, batch_size          used at run time (see evals.suite)
   max_prompt_tokens                           MMLU: drop shots until the prompt fits (2048)
