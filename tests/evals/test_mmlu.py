@@ -13,9 +13,45 @@ ITEM = {"subject": "elementary_mathematics", "question": "What is 2 + 2?",
 
 def test_golden_prompt():
     assert mmlu.render_prompt(ITEM, [SHOT]) == (
-        "The following are multiple choice questions (with answers) about elementary mathematics.\n\n"
+        "The following are multiple choice questions (with answers) about  elementary mathematics.\n\n"
         "What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
         "What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:")
+
+
+def test_format_subject_puts_a_space_before_every_word():
+    assert mmlu.format_subject("abstract_algebra") == " abstract algebra"
+    assert mmlu.render_prompt({**ITEM, "subject": "virology"}, []).startswith(
+        "The following are multiple choice questions (with answers) about  virology.\n\n")
+
+
+def test_shots_are_dropped_by_the_length_without_special_tokens(sp_lm):
+    """The reference counts tokenizer(prompt, add_special_tokens=False): the BOS does not count."""
+    _, tokenizer, _ = sp_lm
+    shots = [SHOT] * 3
+    plain = len(tokenizer(mmlu.render_prompt(ITEM, shots), add_special_tokens=False)["input_ids"])
+    assert len(tokenizer(mmlu.render_prompt(ITEM, shots))["input_ids"]) == plain + 1  # + BOS
+    assert mmlu.fit_prompt(ITEM, shots, tokenizer, max_tokens=plain)[1] == 3
+
+
+def test_validation_split_needs_the_hub_or_a_file(tmp_path, cache_dir):
+    manifest = prepare_benchmark("mmlu", {"source": "packaged", "split": "validation"}, cache_dir,
+                                 tmp_path / "m.jsonl")
+    assert "packaged sample has test items only" in manifest["unavailable"]
+    with pytest.raises(ValueError, match="evals.mmlu.split: 'dev' is not one of"):
+        prepare_benchmark("mmlu", {"source": "hub", "split": "dev"}, cache_dir, tmp_path / "m.jsonl")
+
+
+def test_schema_accepts_the_split_key():
+    import jsonschema
+    import yaml
+
+    root = Path(__file__).parents[2]
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    bench = {"$defs": schema["$defs"], "$ref": "#/$defs/bench"}
+    for split in mmlu.SPLITS:
+        jsonschema.validate({"source": "hub", "split": split}, bench)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"source": "hub", "split": "dev"}, bench)
 
 
 def test_drop_shots_until_it_fits(tiny_lm):
