@@ -9,6 +9,13 @@ shots are dropped from the end until it fits. Scored through lm-eval's loglikeli
 (the reference: argmax of the next-token probabilities of the last token of " A".." D"; the same
 argmax when each letter is one token after "Answer:", as with Llama-2). Accuracy over all items.
 
+Cells as the reference printed them: it read each subject's CSV with `pandas.read_csv(header=None)`
+and formatted the parsed values, so a column whose cells are all numbers prints as numbers ("4"
+becomes "4.0" when the column also holds a decimal or an empty cell), pandas' missing-value words
+("None", "NA", "N/A", "null", ...) print as "nan", and "TRUE"/"true" print as "True". With labelled
+rows (hub, or a local file holding whole subjects) we parse each subject's rows of a split the same
+way (`as_read_by_pandas`) before building prompts; answers are letters and never change.
+
 Split (`split`): "test" (Table 1) or "validation" (the reference's `--eval_dev`, which reads
 Hendrycks' val/<subject>_val.csv: the hub's "validation" split; the paper's hyperparameter grid was
 scored on it, 5-shot, with the same dev shots). Only the hub and a local file can give it; the
@@ -80,7 +87,7 @@ def _from_hub_schema(raw: dict, i: int, where: str) -> dict:
         raise ValueError(f"{where} row {i}: need 4 choices and answer in 0..3")
     return {"id": f"mmlu-{i}", "subject": raw["subject"] or None,
             "subject_source": "label" if raw["subject"] else None,
-            "question": raw["question"].strip(), "choices": list(raw["choices"]),
+            "question": raw["question"], "choices": list(raw["choices"]),  # unstripped, as read
             "answer": LETTERS[raw["answer"]]}
 
 
@@ -118,12 +125,38 @@ def _lm_eval_dev_shots(cache_dir: Path) -> dict[str, list[dict]]:
 
 
 def _hub_dev_shots(hub_id: str) -> dict[str, list[dict]]:
+    rows = as_read_by_pandas([_from_hub_schema(raw, i, f"{hub_id} dev")
+                              for i, raw in enumerate(hub_rows(hub_id, "all", "dev"))])
     shots: dict[str, list[dict]] = {}
-    for i, raw in enumerate(hub_rows(hub_id, "all", "dev")):
-        row = _from_hub_schema(raw, i, f"{hub_id} dev")
+    for row in rows:
         shots.setdefault(row["subject"], []).append(
             {k: row[k] for k in ("question", "choices", "answer")})
     return shots
+
+
+def as_read_by_pandas(items: list[dict]) -> list[dict]:
+    """Question and choices of labelled items as the reference printed them: "{}".format of the
+    values `pandas.read_csv(header=None)` parses from each subject's CSV (rows in order, columns
+    question, A-D, answer). Unlabelled items are returned unchanged."""
+    import csv
+    import io
+
+    import pandas as pd
+
+    by_subject: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item["subject"] is not None:
+            by_subject.setdefault(item["subject"], []).append(i)
+    out = list(items)
+    for positions in by_subject.values():
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(
+            [items[i]["question"], *items[i]["choices"], items[i]["answer"]] for i in positions)
+        frame = pd.read_csv(io.StringIO(buf.getvalue()), header=None)
+        for row, i in enumerate(positions):
+            cells = ["{}".format(frame.iloc[row, col]) for col in range(5)]
+            out[i] = {**items[i], "question": cells[0], "choices": cells[1:]}
+    return out
 
 
 # ---------------------------------------------------------------- subject inference
@@ -173,7 +206,8 @@ def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
         raise ValueError(f"evals.mmlu.split: {split!r} is not one of {SPLITS}")
     if source == "hub":
         hub_id = cfg.get("hub_id", HUB_ID)
-        items = [_from_hub_schema(r, i, hub_id) for i, r in enumerate(hub_rows(hub_id, "all", split))]
+        items = as_read_by_pandas([_from_hub_schema(r, i, hub_id)
+                                   for i, r in enumerate(hub_rows(hub_id, "all", split))])
         return items, _hub_dev_shots(hub_id), {"hub_id": hub_id, "config": "all", "split": split}
     if source == "packaged" and split != "test":
         raise DataUnavailable(f"MMLU {split} split: the packaged sample has test items only; "
@@ -185,7 +219,8 @@ def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
     else:
         path = Path(cfg["path"])
         origin = {"path": str(path), "split": split}  # the file holds the items of that split
-        items = [_from_hub_schema(r, i, str(path)) for i, r in enumerate(local_rows(path))]
+        items = as_read_by_pandas([_from_hub_schema(r, i, str(path))
+                                   for i, r in enumerate(local_rows(path))])
     shots = _lm_eval_dev_shots(cache_dir)
     origin["dev_shots"] = f"{LM_EVAL_REQUIREMENT}:{DEV_SHOTS_DIR}"
     unlabelled = [item for item in items if item["subject"] is None]
