@@ -1,17 +1,20 @@
 """GSM8K: 8-shot chain-of-thought, 200 seeded test questions, exact match on the final number.
 
-Protocol (open-instruct eval/gsm as run by ducdauge/sft-llm): "Answer the following questions.\n\n" +
-8 x "Question: q\nAnswer: cot\n\n" + "Question: {q}\nAnswer:" (0-shot: "Answer the following
-question.\n\n" + the question); greedy, stop at "\n". The exemplars are the 8 CoT exemplars of Wei
-et al. (2022), Table 20, in open-instruct's wording (eval/gsm/examplars.py): each answer ends "So the
-answer is N.". We take their text from lm-eval's `gsm8k/gsm8k-cot.yaml`, which has the same
-questions and reasoning but ends "The answer is N.", and restore the "So" (`reference_cot`; a golden
-test pins the result). Subset: `random.seed(42)`, `random.sample` of 200 test questions; with fewer
-than 8 shots the reference then draws the exemplars from the same stream, and so do we. The
-prediction is the last number in the output after
-removing commas between digits; it is correct when it equals the number after "####" numerically.
-(open-instruct compares strings with punctuation removed, which also drops minus signs; numeric
-equality keeps signs and treats "18.0" as 18.)
+Protocol (open-instruct eval/gsm as run by ducdauge/sft-llm):
+"Answer the following questions.\n\n" + 8 x "Question: q\nAnswer: cot\n\n" + "Question: {q}\nAnswer:"
+(0-shot: "Answer the following question.\n\n" + the question); greedy, stop at "\n". The
+exemplars are the 8 CoT exemplars of Wei et al. (2022), Table 20, in open-instruct's wording
+(eval/gsm/examplars.py): each answer ends "So the answer is N.". We take their text from
+lm-eval's `gsm8k/gsm8k-cot.yaml`, which has the same questions and reasoning but ends "The answer
+is N.", and restore the "So" (`reference_cot`; a golden test pins the result). Subset:
+`random.seed(42)`, `random.sample` of 200 test questions; with fewer than 8 shots the reference
+then draws the exemplars from the same stream, and so do we.
+
+Scoring: the prediction is the last number in the output after removing commas between digits;
+it is correct when it equals the number after "####" numerically. (open-instruct takes the last
+match of `[-+]?\\d*\\.\\d+|\\d+` and compares strings with case and punctuation removed, which drops
+minus signs and decimal points: "-3" matches 3 and "18.0" does not match 18. Numeric equality
+keeps signs and treats "18.0" as 18.)
 
 Normalised item schema: {"id", "question", "answer" (reference solution), "target" (number)}.
 """

@@ -1,16 +1,16 @@
 """TyDiQA GoldP: 1-shot per language, 100 per language, 9 languages, SQuAD F1 averaged.
 
-Protocol (open-instruct eval/tydiqa as run by ducdauge/sft-llm): "{instruction}\n\n{P} {shot passage}\n
-{Q} {shot question}\n{A} {shot answer}\n\n{P} {passage}\n{Q} {question}\n{A}" with the language's own
-instruction and labels; greedy, 50 tokens, stop at a newline; prediction stripped; SQuAD F1 (max
+Protocol (open-instruct eval/tydiqa as run by ducdauge/sft-llm):
+"{instruction}\n\n{P} {shot passage}\n{Q} {shot question}\n{A} {shot answer}\n\n{P} {passage}\n
+{Q} {question}\n{A}" with the language's own instruction and labels; greedy, 50 tokens, stop at a newline; prediction stripped; SQuAD F1 (max
 over gold answers) per language, averaged over languages.
 
 Passage truncation (`max_context_tokens`, 1024 as the reference's `--max_context_length 1024`):
 the reference encodes each passage (items and shots) with the evaluated model's tokenizer at its
 defaults, i.e. WITH special tokens, and when that is longer than the limit replaces the passage by
 the decoding of its first `max_context_tokens` ids, again at the defaults (special tokens kept).
-We do the same, so for Llama-2 the BOS counts against the limit and a cut passage begins with the
-text "<s>" (which the prompt's tokenization then reads as a BOS token), exactly as in the paper's runs.
+We do the same, so for Llama-2 the BOS counts against the limit and a cut passage begins with
+the text "<s>" (which the prompt's tokenization then reads as a BOS token), as in the paper's runs.
 
 Subset (the reference's draw, reproduced): one `random.Random(seed)` stream (seed 42); for each
 language in the reference's order (`LANGUAGES`: the template order, english first, as sft-llm's
