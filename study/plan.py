@@ -116,9 +116,11 @@ class Plan:
         return (run.mixture != NO_MIXTURE and not method_facts(run.method)["untuned"]
                 and self.run_kind(run.model, run.method, run.mixture)[0] == "train")
 
-    def bench_config(self, bench: str) -> dict:
+    def bench_config(self, bench: str, split: str = "test") -> dict:
         """A benchmark's config, its hub dataset read through the mirror where one is set."""
         cfg = dict(self.config["evals"][bench])
+        if split != "test":
+            cfg["split"] = split
         if cfg.get("source") == "hub" and self.config.get("hub_mirror"):
             cfg["hub_id"] = self.hub_path(cfg.get("hub_id", import_module(f"evals.{bench}").HUB_ID))
         return cfg
@@ -216,9 +218,19 @@ class Plan:
         roles = sorted({role for role, b in pairs if b == "heldout_loss"}, key=ROLES.index)
         return benches, roles
 
+    def eval_split(self, hp: str) -> str:
+        """The split a run is scored on: a grid point's is `study.grid.split`, a table's test."""
+        return self.study["grid"].get("split", "test") if hp != DEFAULT_HP else "test"
+
+    def bench_data(self, bench: str, hp: str = DEFAULT_HP) -> str:
+        """The prepared items a run reads: <bench>.jsonl (test), <bench>.<split>.jsonl else."""
+        split = self.eval_split(hp)
+        name = bench if split == "test" else f"{bench}.{split}"
+        return f"{self.config['results_dir']}/data/evals/{name}.jsonl"
+
     def eval_settings(self, mixture: str, hp: str) -> dict[str, dict]:
-        """Each benchmark's config for a run's evaluation."""
-        return {b: self.bench_config(b) for b in self.evaluations_for(mixture, hp)[0]}
+        """Each benchmark's config for a run's evaluation, with the split it is scored on."""
+        return {b: self.bench_config(b, self.eval_split(hp)) for b in self.evaluations_for(mixture, hp)[0]}
 
     def sft_runs(self) -> list[str]:
         """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""

@@ -113,3 +113,21 @@ def test_written_files_are_complete_and_readable(tmp_path):
     assert read_jsonl(path) == [{"a": 1}, {"b": "é"}]
     assert path.stat().st_mode & 0o044  # group/other can read, unlike mkstemp's 0600
     assert [p.name for p in tmp_path.iterdir()] == ["x.jsonl"]  # no temp file left behind
+
+
+def test_fewer_shots_are_drawn_from_the_subset_stream(tmp_path, cache_dir):
+    """The reference: random.seed(42); test = random.sample(test, n); then, with n_shot < 8,
+    exemplars = random.sample(EXAMPLARS, n_shot) from the same stream."""
+    import random
+
+    src = tmp_path / "gsm.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in RAW))
+    full = prepare_benchmark("gsm", {"source": "path", "path": str(src)}, cache_dir,
+                             tmp_path / "all.jsonl")["fewshot"]
+    assert all(s["answer"].endswith(f"So the answer is {s['answer'].split()[-1]}") for s in full)
+    random.seed(42)
+    expected_items = random.sample(range(10), 4)
+    expected_shots = random.sample(full, 3)
+    cfg = {"source": "path", "path": str(src), "n_items": 4, "shots": 3}
+    manifest = prepare_benchmark("gsm", cfg, cache_dir, tmp_path / "few.jsonl")
+    assert manifest["indices"] == expected_items and manifest["fewshot"] == expected_shots

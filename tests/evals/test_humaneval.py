@@ -68,7 +68,9 @@ def test_hostile_completions_fail_and_harm_nothing(sentinel):
 
 def test_program_and_generation_settings():
     doc = _doc()
-    assert humaneval.program(doc, "    return a + b\n").endswith("check(add)\n")
+    assert humaneval.program(doc, "    return a + b\n").endswith("\ncheck(add)")
+    assert humaneval.build_docs([doc], None, {})[0]["timeout_s"] == 3.0  # the reference's
+    assert humaneval.build_docs([doc], None, {"timeout_s": 7})[0]["timeout_s"] == 7
     gen = humaneval.generation({"temperature": 0.2, "max_new_tokens": 64})
     assert gen["do_sample"] and gen["temperature"] == 0.2 and gen["top_p"] == 0.95
     assert "\ndef" in gen["until"] and gen["max_gen_toks"] == 64

@@ -46,6 +46,70 @@ def test_truncate_passage(tiny_lm):
     assert tydiqa.truncate("short", tokenizer, 10) == "short"
 
 
+def test_truncate_passage_as_the_reference_with_a_llama_tokenizer(sp_lm):
+    """open-instruct encodes and decodes at the tokenizer's defaults: the BOS counts against the
+    limit and stays in the cut text as "<s>" (Llama-2 at --max_context_length 1024)."""
+    _, tokenizer, _ = sp_lm
+    context = "Helsinki on Suomen pääkaupunki. " * 20
+    ids = tokenizer.encode(context)
+    assert ids[0] == tokenizer.bos_token_id
+    cut = tydiqa.truncate(context, tokenizer, 10)
+    assert cut == tokenizer.decode(ids[:10]) and cut.startswith("<s> Hel")
+    fits = "Helsinki"
+    n = len(tokenizer.encode(fits))  # BOS included
+    assert tydiqa.truncate(fits, tokenizer, n) == fits
+    assert tydiqa.truncate(fits, tokenizer, n - 1) == tokenizer.decode(tokenizer.encode(fits)[: n - 1])
+
+
+def _goldp(rows: list[tuple[str, str]]) -> dict:
+    return {"data": [{"title": "t", "paragraphs": [
+        {"context": f"passage {qid}", "qas": [{"id": qid, "question": f"q {qid}?",
+                                               "answers": [{"text": f"a {qid}", "answer_start": 0}]}]}
+        for qid, _ in rows]}]}
+
+
+def test_subset_and_shots_are_the_references_draw(tmp_path, cache_dir):
+    """The reference (sft-llm's eval/tydiqa/run_eval.py): random.seed(42); for each language in
+    the template order, random.sample(that language's dev examples, n) when there are more;
+    then, same stream, random.sample(that language's train examples, n_shot) per language."""
+    import random
+
+    order = ["swahili", "english", "telugu", "arabic", "finnish"]  # file order, not sorted
+    dev = [(f"{lang}-{i}-0", lang) for i in range(7) for lang in order]
+    train = [(f"{lang}-t{i}-0", lang) for i in range(4) for lang in order]
+    (tmp_path / "dev.json").write_text(json.dumps(_goldp(dev)))
+    (tmp_path / "train.json").write_text(json.dumps(_goldp(train)))
+    reference_order = ["english", "arabic", "bengali", "finnish", "indonesian", "korean",
+                       "russian", "swahili", "telugu"]
+    random.seed(42)
+    expected = []
+    for lang in reference_order:
+        examples = [qid for qid, l in dev if l == lang]
+        expected += random.sample(examples, 3) if len(examples) > 3 else examples
+    expected_shots = {lang: random.sample([qid for qid, l in train if l == lang], 1)
+                      for lang in reference_order if any(l == lang for _, l in train)}
+    cfg = {"source": "path", "path": str(tmp_path / "dev.json"),
+           "train_path": str(tmp_path / "train.json"), "n_per_language": 3}
+    manifest = prepare_benchmark("tydiqa", cfg, cache_dir, tmp_path / "t.jsonl")
+    items = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [i["id"] for i in items] == expected
+    assert {lang: [s["id"] for s in shots] for lang, shots in manifest["fewshot"].items()} == expected_shots
+
+
+def test_paper_profile_cuts_passages_at_1024_tokens():
+    import jsonschema
+    import yaml
+
+    root = Path(__file__).parents[2]
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
+    bench = {"$defs": schema["$defs"], "$ref": "#/$defs/bench"}
+    paper = yaml.safe_load((root / "config/paper.yaml").read_text())["evals"]
+    assert paper["tydiqa"]["max_context_tokens"] == 1024 == tydiqa.DEFAULTS["max_context_tokens"]
+    for name, cfg in paper.items():
+        jsonschema.validate(cfg, bench)
+    jsonschema.validate({"source": "path", "path": "dev.json", "train_path": "train.json"}, bench)
+
+
 def test_packaged_source_marks_the_cell_empty(tmp_path, cache_dir):
     manifest = prepare_benchmark("tydiqa", {"source": "packaged"}, cache_dir, tmp_path / "t.jsonl")
     assert manifest["unavailable"] == "no TyDiQA data: set evals.tydiqa.path or use the hub"

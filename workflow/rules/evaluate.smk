@@ -9,7 +9,7 @@ def eval_inputs(wildcards):
     benches, roles = PLAN.evaluations_for(run.mixture, run.hp)
     inputs = {"model": PLAN.eval_model_inputs(run),
               "method": str(LAYOUT.method_file(run)),
-              "data": [f"{RESULTS}/data/evals/{b}.jsonl" for b in benches],
+              "data": [PLAN.bench_data(b, run.hp) for b in benches],
               "heldout": [f"{RESULTS}/data/mixtures/{r}.heldout.jsonl" for r in roles]}
     if PLAN.is_trained(run):
         inputs["run"] = str(LAYOUT.summary(run))

@@ -105,3 +105,16 @@ rule prepare_benchmark:
         runtime=60,
     script:
         "../scripts/prepare_benchmark.py"
+
+
+# The grid's dev score reads another split of its benchmark (study.grid.split).
+use rule prepare_benchmark as prepare_benchmark_split with:
+    output:
+        data=f"{RESULTS}/data/evals/{{bench}}.{{split}}.jsonl",
+        manifest=f"{RESULTS}/data/evals/{{bench}}.{{split}}.jsonl.manifest.json",
+    wildcard_constraints:
+        split="validation",
+    params:
+        cfg=lambda w: PLAN.bench_config(w.bench, w.split),
+    log:
+        f"{RESULTS}/logs/prepare_benchmark/{{bench}}.{{split}}.log",

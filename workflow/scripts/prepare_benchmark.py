@@ -1,9 +1,9 @@
-"""Snakemake adapter: fetch and normalise one benchmark (evals.prepare_benchmark)."""
+"""Snakemake adapter: fetch and normalise one benchmark's items (evals.prepare_benchmark)."""
 from pathlib import Path
 
 from evals import prepare_benchmark
 from study.rule_log import to_rule_log
 
-to_rule_log(snakemake.log[0])  # noqa: F821
-out = Path(snakemake.output.data)  # noqa: F821
-prepare_benchmark(out.stem, snakemake.params.cfg, Path(snakemake.config["cache_dir"]), out)  # noqa: F821
+sm = snakemake  # noqa: F821
+to_rule_log(sm.log[0])
+prepare_benchmark(sm.wildcards.bench, sm.params.cfg, Path(sm.config["cache_dir"]), Path(sm.output.data))
