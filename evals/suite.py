@@ -76,7 +76,7 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     overrides = module.task_overrides(cfg) if hasattr(module, "task_overrides") else {}
     task_cfg = _task_config(name, docs_path, generation, overrides)
     seed = cfg.get("seed", module.DEFAULTS["seed"])
-    lm.batch_size_per_gpu = int(cfg.get("batch_size", 1))
+    set_batch_size(lm, cfg.get("batch_size", 1))
     start = time.perf_counter()
     out = simple_evaluate(model=lm, tasks=[task_cfg], task_manager=task_manager, log_samples=True,
                           bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,
@@ -100,6 +100,17 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     if isinstance(manifest["fewshot"], dict) and manifest["fewshot"].get("unavailable"):
         result["not_evaluated"] = manifest["fewshot"]["unavailable"]
     return {**result, "samples": samples}
+
+
+def set_batch_size(lm, batch_size) -> None:
+    """A number, or lm-eval's "auto" / "auto:N" (the largest batch that fits, found by trying),
+    set per benchmark on the one HFLM the suite shares."""
+    if str(batch_size).startswith("auto"):
+        _, _, times = str(batch_size).partition(":")
+        lm.batch_size_per_gpu, lm.batch_schedule = "auto", float(times or 1)
+        lm.batch_sizes = {}  # what an earlier benchmark detected does not hold for this one
+    else:
+        lm.batch_size_per_gpu = int(batch_size)
 
 
 def _result_key(task_results: dict, metric: str) -> str:

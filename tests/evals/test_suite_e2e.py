@@ -66,3 +66,18 @@ def test_missing_manifest_is_a_clear_error(tmp_path, tiny_lm):
     model, tokenizer = tiny_lm
     with pytest.raises(FileNotFoundError, match="gsm: no manifest"):
         run_suite(model, tokenizer, {"gsm": {}}, {"gsm": tmp_path / "gsm.jsonl"}, tmp_path / "out")
+
+
+def test_batch_size_is_a_number_or_lm_evals_auto():
+    """paper.yaml evaluates with batch_size "auto" (lm-eval finds the largest that fits)."""
+    from types import SimpleNamespace
+
+    from evals.suite import set_batch_size
+
+    lm = SimpleNamespace(batch_size_per_gpu=1, batch_schedule=1, batch_sizes={0: 64})
+    set_batch_size(lm, 8)
+    assert lm.batch_size_per_gpu == 8
+    set_batch_size(lm, "auto:4")
+    assert (lm.batch_size_per_gpu, lm.batch_schedule, lm.batch_sizes) == ("auto", 4.0, {})
+    set_batch_size(lm, "auto")
+    assert lm.batch_schedule == 1.0
