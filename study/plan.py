@@ -56,8 +56,9 @@ class Plan:
 
     def hub_marker(self, repo_id: str) -> str:
         """The download rule's output for a hub model: compute jobs wait for it, then read the
-        model from the hub cache (or the mirror) with the hub offline."""
-        return f"{self.config['cache_dir']}/hub/{repo_id.replace('/', '--')}.json"
+        model from the hub cache (or the mirror) with the hub offline. It lives with the results,
+        so that a rehearsal's marker (the mirror) never stands for the real download."""
+        return f"{self.config['results_dir']}/downloads/{repo_id.replace('/', '--')}.json"
 
     def mirror_inputs(self) -> list[str]:
         """With `hub_standins` (the rehearsal), every reader of the hub waits for the DAG to

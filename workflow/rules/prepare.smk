@@ -22,7 +22,7 @@ rule download_model:
     input:
         PLAN.mirror_inputs(),
     output:
-        f"{CACHE}/hub/{{repo}}.json",
+        f"{RESULTS}/downloads/{{repo}}.json",
     params:
         repo_id=lambda w: w.repo.replace("--", "/", 1),
         mirror=config.get("hub_mirror"),
