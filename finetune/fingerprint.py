@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from artifacts.atomic import write_json
+from artifacts.packaged import sha256_of
 
 log = logging.getLogger("finetune.train")
 
@@ -21,14 +22,6 @@ RUN_STATE = ("checkpoints", "metrics.jsonl", "artifact", "train_summary.json")
 TRAINING_CODE = ("sft", "baselines", "finetune")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _model_identity(model_path: str) -> dict:
     """A local folder: its config and the names and sizes of its files; a hub id: the id."""
     folder = Path(model_path)
@@ -36,7 +29,7 @@ def _model_identity(model_path: str) -> dict:
         return {"hub_id": model_path}
     files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
     config = folder / "config.json"
-    return {"config_sha256": _file_sha256(config) if config.exists() else None, "files": files}
+    return {"config_sha256": sha256_of(config) if config.exists() else None, "files": files}
 
 
 def _code_version() -> str:
@@ -54,7 +47,7 @@ def _code_version() -> str:
 
 def run_fingerprint(model_path: str, data_path: Path, method: dict, train_cfg: dict, seed: int) -> dict:
     parts = {"method": method, "train": train_cfg, "seed": seed,
-             "data_sha256": _file_sha256(Path(data_path)), "model": _model_identity(model_path),
+             "data_sha256": sha256_of(Path(data_path)), "model": _model_identity(model_path),
              "code": _code_version()}
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return {"sha256": hashlib.sha256(blob).hexdigest(), **parts}

@@ -27,10 +27,11 @@ Schemas, from the datasets' cards (see `HUB_DATASETS`):
 """
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from artifacts.atomic import atomic_dir
 
 from rehearsal import corpus
 from rehearsal.bbh import bbh_items
@@ -185,13 +186,7 @@ def write_hub_standins(out_dir: Path, seed: int = SEED) -> dict[str, Path]:
     written = {}
     for ds in hub_datasets(seed):
         final = out_dir / ds.repo_id
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        write_dataset(ds, tmp)
-        old = final.with_name(f".{final.name}.{os.getpid()}.old")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(final) as tmp:
+            write_dataset(ds, tmp)
         written[ds.repo_id] = final
     return written

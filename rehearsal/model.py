@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from pathlib import Path
+
+from artifacts.atomic import atomic_dir
 
 MODEL_SIZES = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 2,
                "num_attention_heads": 4, "num_key_value_heads": 4}
@@ -133,17 +133,14 @@ def build_model(vocab_size: int, seed: int):
 
 
 def build_llama(out_dir: Path, seed: int = 0) -> Path:
-    """Write the stand-in model folder at `out_dir` (written beside it, then renamed into place).
+    """Write the stand-in model folder at `out_dir` (atomically: into a folder beside it, then
+    renamed into place).
 
     Same `seed`, same files' contents: the tokenizer text and training are deterministic, and
     the weights are drawn from a generator seeded with `seed`.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(out_dir) as tmp:
         sp_model = train_sentencepiece(training_text(seed))
         tokenizer = fast_tokenizer(sp_model)
         tokenizer.save_pretrained(tmp)
@@ -155,12 +152,4 @@ def build_llama(out_dir: Path, seed: int = 0) -> Path:
                 "seed": seed, "built_by": "python -m rehearsal", **MODEL_SIZES,
                 "vocab_size": len(tokenizer)}
         (tmp / "rehearsal.json").write_text(json.dumps(card, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
     return out_dir
