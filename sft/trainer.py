@@ -51,8 +51,17 @@ class SftTrainerMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         sft = unwrap_sft_model(self.model)
-        if sft is not None and self.sft_callback is None:
+        if sft is None:
+            return
+        if self.sft_callback is None:
             self.add_callback(SftTrainerCallback(SftSelector(sft)))
+        # The Trainer reads label names from the model's class; the wrapper's forward is
+        # generic, so read them from the base model's class (as for a peft model).
+        from transformers.utils import can_return_loss, find_labels
+
+        if self.args.label_names is None:
+            self.label_names = find_labels(type(sft.base_model))
+        self.can_return_loss = can_return_loss(type(sft.base_model))
 
     @property
     def sft_callback(self) -> SftTrainerCallback | None:
