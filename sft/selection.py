@@ -314,10 +314,10 @@ class SftSelector:
             layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        scale = 1.0
-        if self.grad_scaler is not None and self.estimating:
-            scale = float(self.grad_scaler.get_scale())
-        self._step_scale = scale
+        if self.grad_scaler is None or not self.estimating:
+            self._step_scale = 1.0
+        else:  # the scale the step's gradients carry (GradScaler.update() comes after)
+            self._step_scale = float(self.grad_scaler.get_scale())
 
     def _fold_step_statistics(self, layers) -> None:
         """End the step in every estimating layer: unscaled, or discarded if the scaler
