@@ -27,9 +27,15 @@ UNTUNED_BUILDER = "untuned"
 
 
 def methods_dir() -> Path:
-    """`$SFT_METHODS_DIR`, else the checkout's `config/methods` (next to this package)."""
+    """`$SFT_METHODS_DIR`; else the checkout's `config/methods` (next to this package); else,
+    installed from a wheel, the copy of it shipped as `baselines/method_files`."""
     env = os.environ.get("SFT_METHODS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "config" / "methods"
+    return Path(env) if env else _packaged_methods_dir(Path(__file__).resolve().parent)
+
+
+def _packaged_methods_dir(package: Path) -> Path:
+    checkout = package.parent / "config" / "methods"
+    return checkout if checkout.is_dir() else package / "method_files"
 
 
 def available_methods(directory: Path | None = None) -> list[str]:

@@ -35,21 +35,14 @@ def sft_config(model, method: dict):
 
 
 class SftBuilder(Builder):
-    # An SftModel is no PreTrainedModel (and the Trainer's own save of its state dict fails on
-    # tied embeddings): a checkpoint holds the deltas (save_pretrained), the Trainer's optimizer,
-    # scheduler, RNG and state files, and the selector's file (SftTrainerCallback.on_save).
-    owns_checkpoints = True
+    # Checkpoints are the library's (sft.SftTrainer, which finetune.train's trainer is): the
+    # deltas, the Trainer's optimizer, scheduler, RNG and state files, and the selector's file.
 
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         from sft import get_sft_model
 
         base = load_base(model_path, ctx.dtype, method.get("quantize"))
         return get_sft_model(base, sft_config(base, method))
-
-    def restore_checkpoint(self, model, directory: Path) -> None:
-        # In place, before the Trainer loads the optimizer state into the same `values`
-        # tensors; the selector's state comes back in SftTrainerCallback.on_train_begin.
-        model.load_deltas(directory)
 
     def optimizer(self, model, method: dict, ctx: BuildContext):
         from sft import SftAdamW, SftSM3

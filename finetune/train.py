@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments, set_seed
 
 from artifacts.atomic import atomic_dir, write_json
 from baselines.builder import BuildContext
@@ -38,6 +38,7 @@ from finetune.data_parallel import check_data_parallel, train_data_parallel
 from finetune.fingerprint import claim_run_dir, matches, run_fingerprint
 from finetune.metrics import NonFiniteWeightsError, StepRecorder, read_metrics
 from finetune.mixtures.io import read_rows
+from sft import SftTrainer
 
 log = logging.getLogger("finetune.train")
 
@@ -46,6 +47,7 @@ TRAIN_DEFAULTS = {
     "max_steps": -1, "epochs": 2, "batch_size": 4, "grad_accum": 1, "max_length": 2048,
     "warmup_ratio": 0.03, "logging_steps": 10, "save_steps": 200, "save_total_limit": 2,
     "activation_checkpointing": False, "bf16": "auto", "max_grad_norm": 1.0,
+    "report_to": "none",  # transformers' report_to: tensorboard, wandb, ... (SpIEL logs sft/*)
     # On a machine without CUDA, train with the nearest CPU equivalent of a GPU-only feature
     # (a paged optimizer -> AdamW) instead of failing; each substitution is named in the summary.
     "cpu_substitutes": False,
@@ -156,9 +158,11 @@ def last_complete_checkpoint(directory: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-class HarnessTrainer(Trainer):
+class HarnessTrainer(SftTrainer):
     """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop)
-    and lets a builder that owns its checkpoints save and restore the model part."""
+    and lets a builder that owns its checkpoints save and restore the model part. For an
+    SftModel, sft.SftTrainer writes delta-only checkpoints and logs the selector; any other
+    model falls through to transformers.Trainer."""
 
     def __init__(self, *args, recorder: StepRecorder, builder, **kwargs):
         super().__init__(*args, **kwargs)
@@ -199,7 +203,7 @@ def _training_args(cfg: dict, ctx: BuildContext, out_dir: Path, seed: int,
         save_strategy="steps", save_steps=cfg["save_steps"], save_total_limit=cfg["save_total_limit"],
         activation_checkpointing=ctx.activation_checkpointing, optim=ctx.optimizer,
         activation_checkpointing_kwargs={"use_reentrant": False},
-        bf16=ctx.bf16, seed=seed, data_seed=seed, report_to=[], remove_unused_columns=False,
+        bf16=ctx.bf16, seed=seed, data_seed=seed, report_to=cfg["report_to"], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
     )
 

@@ -20,6 +20,9 @@ import torch
 from .io import atomic_write_text
 
 CONFIG_NAME = "sft_config.json"
+# Facts that save_pretrained records beside the hyperparameters (as peft's adapter_config.json
+# does); SftConfig.load ignores them, read_metadata returns them.
+METADATA_KEYS = ("base_model_name_or_path", "sft_version", "tunable_weights", "targeted_weights")
 SELECTIONS = ("ag", "ma")
 SCHEDULES = ("linear", "cosine")
 DELTA_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -128,6 +131,9 @@ class SftConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "SftConfig") -> "SftConfig":
+        """The config in ``data``; the metadata keys ``save`` may add (``METADATA_KEYS``) are
+        ignored."""
+        data = {k: v for k, v in data.items() if k not in METADATA_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -137,25 +143,48 @@ class SftConfig:
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the config as JSON to ``path`` (a file, or a directory -> ``sft_config.json``)."""
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write the config as JSON to ``path`` (a file, or a directory -> ``sft_config.json``),
+        with ``metadata`` (keys from ``METADATA_KEYS``) beside the hyperparameters."""
         path = Path(path)
         if path.is_dir():
             path = path / CONFIG_NAME
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        metadata = dict(metadata or {})
+        unknown = sorted(set(metadata) - set(METADATA_KEYS))
+        if unknown:
+            raise ValueError(f"SftConfig.save: unknown metadata key(s) {unknown} "
+                             f"(known: {list(METADATA_KEYS)})")
+        data = {**self.to_dict(), **metadata}
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SftConfig":
         """Read a config written by :meth:`save` (a file, or a directory holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / CONFIG_NAME
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(_read_json(path), source=str(_config_path(path)))
+
+
+def _config_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / CONFIG_NAME if path.is_dir() else path
+
+
+def _read_json(path: str | os.PathLike) -> dict:
+    path = _config_path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """What ``save_pretrained`` recorded beside the config: ``base_model_name_or_path``,
+    ``sft_version`` (the library that wrote it), ``tunable_weights`` (the budget, in weights)
+    and ``targeted_weights`` (the size of the matrices it was spread over); absent keys are
+    missing (files from older versions)."""
+    data = _read_json(path)
+    return {k: data[k] for k in METADATA_KEYS if k in data}
 

@@ -84,17 +84,39 @@ class CandidateEstimator:
         self._observed_this_step = True
 
     @torch.no_grad()
-    def end_step(self) -> None:
+    def end_step(self, inv_scale: float | None = None) -> None:
         """Fold the finished optimizer step's gradient into the sums (after averaging it over
-        ranks). A step in which this matrix got no gradient is not counted."""
+        ranks). A step in which this matrix got no gradient is not counted.
+
+        ``inv_scale``: with a loss-scaling ``GradScaler`` (fp16), 1 / the step's loss scale;
+        the gradients are unscaled, and a step whose candidate gradients overflowed is
+        discarded like a step the scaler skipped."""
         if not self._observed_this_step:
             return
         step_grad = all_reduce_mean_(self._step_grad)
+        if inv_scale is not None:
+            step_grad.mul_(inv_scale)
+            if not bool(torch.isfinite(step_grad).all()):
+                self.discard_step()
+                return
         self.grad_sum.add_(step_grad)
         self.grad_sq_sum.addcmul_(step_grad, step_grad)
         self.num_steps += 1
         step_grad.zero_()
         self._observed_this_step = False
+
+    @torch.no_grad()
+    def discard_step(self) -> None:
+        """Forget the current step's gradient (a step the GradScaler skipped for inf/NaN). If
+        the candidates were picked from that step's gradient, pick them again next step."""
+        if not self._observed_this_step:
+            return
+        self._observed_this_step = False
+        if self.num_steps == 0:
+            self.candidates = self.plan = self._step_grad = None
+            self.grad_sum = self.grad_sq_sum = None
+        else:
+            self._step_grad.zero_()
 
     def moments(self) -> tuple[Tensor, Tensor]:
         """Per-candidate mean gradient and mean squared gradient over the phase's steps."""

@@ -50,11 +50,13 @@ def scatter_delta(weight: Tensor, indices: Tensor, values: Tensor) -> Tensor:
 
 
 class _SparseDeltaLinear(torch.autograd.Function):
-    """x (W + Delta)^T without a bias; gradients for x and for the delta values only."""
+    """x (W + Delta)^T (+ b, frozen); gradients for x and for the delta values only."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, values: Tensor, indices: Tensor, layer: "SftLinear") -> Tensor:
-        out = F.linear(x, layer.merged_weight(x.dtype, values, indices))
+    def forward(ctx, x: Tensor, values: Tensor, indices: Tensor, layer: "SftLinear",
+                with_bias: bool) -> Tensor:
+        bias = layer.bias_in(x.dtype) if with_bias else None
+        out = F.linear(x, layer.merged_weight(x.dtype, values, indices), bias)
         ctx.layer = layer
         ctx.plan = layer.delta_grad_plan()
         ctx.estimator = layer.estimator
@@ -83,7 +85,7 @@ class _SparseDeltaLinear(torch.autograd.Function):
             else:
                 grad_values = delta_grad(x, grad_out, ctx.plan)
             grad_values = grad_values.to(values.dtype)
-        return grad_x, grad_values, None, None
+        return grad_x, grad_values, None, None, None
 
 
 class SftLinear(nn.Module):
@@ -155,23 +157,37 @@ class SftLinear(nn.Module):
     def merged_weight(
         self, dtype: torch.dtype, values: Tensor | None = None, indices: Tensor | None = None
     ) -> Tensor:
-        """A new tensor W + Delta in ``dtype`` (the base weight itself is never modified)."""
+        """A new tensor W + Delta in ``dtype`` (the base weight itself is never modified).
+
+        W + Delta is summed in fp32 and rounded once to the base weight's dtype, exactly what
+        :meth:`sft.SftModel.merge_and_unload` stores, so the unmerged and the merged model
+        compute with the same weights. A delta below half a unit in the last place of its
+        weight in that dtype (bf16: about |W| / 256) changes neither; the fp32 values keep
+        accumulating it during training, as fp32 master weights do."""
         weight, fresh = dense_weight(self.base_layer)
+        values = self.values if values is None else values
+        flat = (self.indices if indices is None else indices).long()
+        summed = weight.detach().reshape(-1).index_select(0, flat).float() + values.detach().float()
+        summed = summed.to(weight.dtype)
         if fresh and weight.dtype == dtype:
             merged = weight
         else:
             merged = weight.detach().to(dtype, copy=True)
-        values = self.values if values is None else values
-        indices = self.indices if indices is None else indices
-        return scatter_delta(merged, indices, values.detach())
+        merged.view(-1).index_copy_(0, flat, summed.to(dtype))
+        return merged
+
+    def bias_in(self, dtype: torch.dtype) -> Tensor | None:
+        bias = self.base_layer.bias
+        return None if bias is None else bias.detach().to(dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and self.values.requires_grad:
-            out = _SparseDeltaLinear.apply(x, self.values, self.indices, self)
-        else:
-            out = F.linear(x, self.merged_weight(x.dtype))
-        bias = self.base_layer.bias
-        return out if bias is None else out + bias.to(out.dtype)
+            bias = self.base_layer.bias
+            if bias is not None and bias.requires_grad:  # a trainable bias gets its gradient
+                out = _SparseDeltaLinear.apply(x, self.values, self.indices, self, False)
+                return out + bias.to(out.dtype)
+            return _SparseDeltaLinear.apply(x, self.values, self.indices, self, True)
+        return F.linear(x, self.merged_weight(x.dtype), self.bias_in(x.dtype))
 
     def delta_dense(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """Delta as a dense (d_out, d_in) matrix (for merging and inspection only)."""

@@ -15,16 +15,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .base_weights import dense_weight, replace_weight
+from .base_weights import dense_weight, is_4bit, replace_weight
 from .config import CONFIG_NAME, SftConfig
-from .io import atomic_save_safetensors
+from .io import atomic_save_safetensors, atomic_write_text, read_safetensors
 from .layer import SftLinear
-from .targets import allocate_budget, find_target_linears, weight_shape
+from .targets import allocate_budget, check_supported_weight, find_target_linears, weight_shape
+from .version import __version__
 
 WEIGHTS_NAME = "sft_model.safetensors"
 FORMAT = "spiel-sft"
 FORMAT_VERSION = "1"
 FIELDS = ("indices", "values", "grown_at", "shape")
+INTEGER_DTYPES = (torch.int32, torch.int64)
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -37,6 +39,29 @@ def _logical_numel(param: Tensor) -> int:
     if type(param).__name__ == "Params4bit":
         return param.numel() * 2
     return param.numel()
+
+
+def _shared_parameter_ids(model: nn.Module) -> set[int]:
+    """Parameters that more than one module holds (tied weights, e.g. an LM head tied to the
+    input embedding)."""
+    counts: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        counts[id(param)] = counts.get(id(param), 0) + 1
+    return {key for key, count in counts.items() if count > 1}
+
+
+def _untie_word_embeddings(model: nn.Module) -> None:
+    """Record in a transformers config that input and output embeddings are no longer tied, so
+    that saving and loading the merged model does not tie them again."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    configs = [config]
+    if hasattr(config, "get_text_config"):
+        configs.append(config.get_text_config())
+    for cfg in configs:
+        if getattr(cfg, "tie_word_embeddings", False):
+            cfg.tie_word_embeddings = False
 
 
 def _call_base_model(self, *args, **kwargs):
@@ -140,9 +165,18 @@ class SftModel(nn.Module):
 
     # ---- saving and loading ------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike,
+                        base_model_name_or_path: str | None = None,
+                        model_card: bool = True) -> Path:
         """Write ``sft_model.safetensors`` (per layer: indices, values, grown_at, shape) and
-        ``sft_config.json`` into ``save_directory``; both atomically."""
+        ``sft_config.json`` into ``save_directory``, both atomically and readable by others
+        (0644 under the usual umask).
+
+        ``sft_config.json`` also records ``base_model_name_or_path`` (by default the base
+        model's ``name_or_path``, as transformers set it when loading), the library version
+        and the budget (``tunable_weights`` of ``targeted_weights``); read them with
+        :func:`sft.read_metadata`. ``model_card``: write a ``README.md`` (Hub model card) if
+        the directory has none."""
         directory = Path(save_directory)
         tensors = {}
         for name, layer in self.sft_layers():
@@ -153,18 +187,55 @@ class SftModel(nn.Module):
         metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "num_reselections": str(self.num_reselections)}
         atomic_save_safetensors(tensors, directory / WEIGHTS_NAME, metadata)
-        self.sft_config.save(directory / CONFIG_NAME)
+        facts = self.metadata(base_model_name_or_path)
+        self.sft_config.save(directory / CONFIG_NAME, metadata=facts)
+        if model_card and not (directory / "README.md").exists():
+            from .hub import model_card_text
+
+            atomic_write_text(directory / "README.md", model_card_text(self.sft_config, facts))
         return directory
+
+    def metadata(self, base_model_name_or_path: str | None = None) -> dict:
+        """What :meth:`save_pretrained` records beside the config."""
+        base = base_model_name_or_path or getattr(self.base_model, "name_or_path", None) or None
+        layers = [layer for _, layer in self.sft_layers()]
+        facts = {"sft_version": __version__,
+                 "tunable_weights": sum(layer.num_active for layer in layers),
+                 "targeted_weights": sum(layer.shape[0] * layer.shape[1] for layer in layers)}
+        if base:
+            facts["base_model_name_or_path"] = str(base)
+        return facts
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    revision: str | None = None, commit_message: str = "Upload sparse fine-tuning",
+                    create_pr: bool = False, base_model_name_or_path: str | None = None):
+        """Save the SFT (as :meth:`save_pretrained`, with its model card) and upload it to the
+        Hub repo ``repo_id`` (created if missing) through ``huggingface_hub``; returns the
+        commit info. Load it back with ``SftModel.from_pretrained(base, repo_id)``."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, create_pr=create_pr,
+                           base_model_name_or_path=base_model_name_or_path)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, paths: str | os.PathLike | Sequence,
-                        is_trainable: bool = False) -> "SftModel":
-        """Apply saved SFT(s) to ``model``. Several directories compose additively
-        (W + Delta_1 + Delta_2 + ...: union of indices, values summed where they overlap);
-        the config of the first is kept. Only a single SFT can be loaded ``is_trainable``."""
+                        is_trainable: bool = False, *, revision: str | None = None,
+                        token: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        local_files_only: bool = False) -> "SftModel":
+        """Apply saved SFT(s) to ``model``. Each of ``paths`` is a directory written by
+        :meth:`save_pretrained` or a Hub repo id (``"user/repo"``, fetched with
+        ``huggingface_hub.snapshot_download``; ``revision``, ``token``, ``cache_dir`` and
+        ``local_files_only`` go to it, and ``HF_HUB_OFFLINE=1`` reads the local cache only).
+        Several compose additively (W + Delta_1 + Delta_2 + ...: union of indices, values
+        summed where they overlap); the config of the first is kept. Only a single SFT can be
+        loaded ``is_trainable``."""
+        from .hub import resolve_sft_dir
+
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        paths = [Path(p) for p in paths]
+        paths = [resolve_sft_dir(p, revision=revision, token=token, cache_dir=cache_dir,
+                                 local_files_only=local_files_only) for p in paths]
         if not paths:
             raise ValueError("from_pretrained needs at least one SFT directory")
         if is_trainable and len(paths) > 1:
@@ -210,18 +281,33 @@ class SftModel(nn.Module):
     # ---- leaving the SFT ---------------------------------------------------------------
 
     def _restore(self, merge: bool) -> nn.Module:
+        shared = _shared_parameter_ids(self.base_model) if merge else set()
+        untied = False
         for name, layer in list(self.sft_layers()):
             base = layer.base_layer
             if merge:
                 with torch.no_grad():
                     weight, _ = dense_weight(base)
-                    merged = weight.float() + layer.delta_dense(torch.float32)
-                    replace_weight(base, merged.to(weight.dtype))
+                    # fp32 sum, one rounding: what SftLinear's forward computes with
+                    merged = (weight.float() + layer.delta_dense(torch.float32)).to(weight.dtype)
+                    if id(base.weight) in shared and not is_4bit(base):
+                        # A tied weight (an LM head sharing the input embedding): the delta
+                        # belongs to this layer only, so it gets its own weight.
+                        base.weight = nn.Parameter(merged, requires_grad=False)
+                        untied = True
+                    else:
+                        replace_weight(base, merged)
             _set_submodule(self.base_model, name, base)
+        if untied:
+            _untie_word_embeddings(self.base_model)
         return self.base_model
 
     def merge_and_unload(self) -> nn.Module:
-        """The base model with W <- W + Delta in every layer (re-quantized if 4-bit)."""
+        """The base model with W <- W + Delta in every layer (re-quantized if 4-bit), exactly
+        the weights the unmerged forward computes with. A targeted layer whose weight is tied
+        to another module's (``lm_head`` and the input embedding) gets its own merged weight,
+        and a transformers config is marked ``tie_word_embeddings=False``; the other module is
+        unchanged. :func:`sft.export_merged` saves the result as a standalone model folder."""
         return self._restore(merge=True)
 
     def unload(self) -> nn.Module:
@@ -238,15 +324,11 @@ def get_sft_model(model: nn.Module, config: SftConfig) -> SftModel:
 def read_deltas(path: Path, model: nn.Module) -> tuple[dict[str, tuple[Tensor, Tensor, Tensor]], int]:
     """Read and check a saved SFT against ``model``: ``({layer: (indices, values, grown_at)},
     num_reselections)``. Raises ``ValueError`` naming the file and key on any mismatch."""
-    from safetensors import safe_open
-
     if not path.is_file():
         raise FileNotFoundError(f"no SFT weights at {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} file (metadata {metadata})")
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    metadata, tensors = read_safetensors(path)
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} file (metadata {metadata})")
     layers: dict[str, dict[str, Tensor]] = {}
     for key, tensor in tensors.items():
         name, _, field = key.rpartition(".")
@@ -266,6 +348,19 @@ def read_deltas(path: Path, model: nn.Module) -> tuple[dict[str, tuple[Tensor, T
             linear = linear.base_layer
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"{path}: {name!r} is a {type(linear).__name__}, not a linear layer")
+        try:
+            check_supported_weight(name, linear)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        for field, allowed, what in (("indices", INTEGER_DTYPES, "int32 or int64"),
+                                     ("grown_at", INTEGER_DTYPES, "int32 or int64"),
+                                     ("shape", INTEGER_DTYPES, "int32 or int64")):
+            if fields[field].dtype not in allowed:  # float indices would be truncated on use
+                raise ValueError(f"{path}: {name}.{field} has dtype {fields[field].dtype}; "
+                                 f"expected {what}")
+        if not fields["values"].dtype.is_floating_point:
+            raise ValueError(f"{path}: {name}.values has dtype {fields['values'].dtype}; "
+                             "expected a floating-point dtype")
         shape = tuple(int(s) for s in fields["shape"].tolist())
         if shape != weight_shape(linear):
             raise ValueError(f"{path}: {name}.shape is {shape} but the model's weight is "

@@ -2,7 +2,7 @@
 
 Timeline (S = ``reselection_steps``, gamma = ``accumulation_steps``, T = total optimizer
 steps): reselections happen after optimizer steps t = gamma, gamma + S, gamma + 2S, ... while
-t < T. The first one replaces every index (the random init carries no information); later ones
+t < T (never after the last step: a run with T <= gamma keeps its random initial sets). The first one replaces every index (the random init carries no information); later ones
 replace k(t) = alpha (T - t) / T d_phi per matrix (or alpha (1 + cos(pi t / T)) / 2 d_phi).
 
 - DROP: the k active entries with the smallest |delta|; their values return to exactly 0
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .estimation import CandidateEstimator
-from .io import atomic_save_safetensors
+from .io import atomic_save_safetensors, read_safetensors
 from .layer import SftLinear
 from .optim import GrowthSeed, SftSM3, unwrap_optimizer
 
@@ -77,7 +77,7 @@ def top_outer_product(row: Tensor, col: Tensor, k: int, excluded: Tensor,
         raise RuntimeError(f"fewer inactive positions ({d_out * d_in - excluded.numel()}) than "
                            f"entries to grow ({k})")
     # + 0.0 turns -0.0 into +0.0: non-negative floats then sort like their int32 bit patterns.
-    row, col = row.float() + 0.0, col.float() + 0.0
+    row, col = _within_fp32_range(row.float() + 0.0, col.float() + 0.0)
     col_ascending, ascending_order = torch.sort(col)
     excluded_rows = excluded // d_in
     excluded_cols = excluded - excluded_rows * d_in
@@ -148,6 +148,22 @@ def _check_growth_inputs(row: Tensor, col: Tensor, k: int, excluded: Tensor) -> 
     return excluded
 
 
+def _within_fp32_range(row: Tensor, col: Tensor) -> tuple[Tensor, Tensor]:
+    """``row`` and ``col`` scaled by powers of two so that their largest product is about 1
+    when it would overflow fp32 (SM3's accumulators of long runs: the bit-pattern search never
+    ended on inf scores) or underflow it. Powers of two change only the exponents, so the
+    order of the scores is kept exactly; in range, nothing changes."""
+    peak = float(row.max()) * float(col.max()) if row.numel() and col.numel() else 0.0
+    if peak == 0.0 or 2.0**-100 <= peak <= 2.0**100:
+        return row, col
+
+    def normalized(acc: Tensor) -> Tensor:
+        exponent = math.frexp(float(acc.max()))[1]  # max = m 2^e, m in [0.5, 1)
+        return (acc.double() * 2.0**-exponent).float()  # exact in fp64, exact back in fp32
+
+    return normalized(row), normalized(col)
+
+
 def _float_bits(value: Tensor) -> int:
     """The bit pattern of a non-negative fp32 scalar; such patterns sort like the values."""
     return int(value.reshape(1).view(torch.int32))
@@ -209,6 +225,17 @@ def _listed_positions(lengths: Tensor, col_descending: Tensor, excluded_rows: Te
     return rows.index_select(0, kept), col_descending.index_select(0, ranks.index_select(0, kept))
 
 
+def find_grad_scaler(optimizer):
+    """The ``GradScaler`` a wrapper such as accelerate's ``AcceleratedOptimizer`` carries."""
+    seen = optimizer
+    while seen is not None:
+        scaler = getattr(seen, "scaler", None)
+        if scaler is not None and hasattr(scaler, "get_scale"):
+            return scaler
+        seen = getattr(seen, "optimizer", None)
+    return None
+
+
 class SftSelector:
     """Drives reselection: call :meth:`step` after every optimizer step.
 
@@ -219,20 +246,32 @@ class SftSelector:
 
     With gradient accumulation, call :meth:`step` once per optimizer step, not per micro-batch:
     candidate gradients of the micro-batches are summed into one step gradient.
+
+    fp16 loss scaling: pass the ``torch.amp.GradScaler`` as ``grad_scaler`` (the Trainer's is
+    found on accelerate's wrapped optimizer). The estimation phase then unscales what it
+    accumulates, and drops the steps the scaler skips for inf/NaN gradients, so grown weights
+    get Adam moments at the true gradient scale.
     """
 
-    def __init__(self, model, optimizer=None, total_steps: int | None = None):
+    def __init__(self, model, optimizer=None, total_steps: int | None = None, grad_scaler=None):
         self.model = model
         self.config = model.sft_config
         self.optimizer = None
         self.total_steps = None
+        self.grad_scaler = grad_scaler
         self.completed_steps = 0
         self.next_reselection = self.config.accumulation_steps
         self.last_replaced: dict[str, int] = {}
+        self._step_scale: float | None = None  # loss scale of the optimizer step just taken
+        self._since_log = {"dropped": 0, "grown": 0, "regrown": 0}
         self.bind(optimizer, total_steps)
 
     def bind(self, optimizer=None, total_steps: int | None = None) -> None:
-        """Attach the optimizer and/or the run length (each only if not already set)."""
+        """Attach the optimizer and/or the run length (each only if not already set). A
+        wrapped optimizer that carries a ``scaler`` (accelerate's, under fp16) also gives the
+        selector its GradScaler."""
+        if optimizer is not None and self.grad_scaler is None:
+            self.grad_scaler = find_grad_scaler(optimizer)
         if optimizer is not None and self.optimizer is None:
             optimizer = unwrap_optimizer(optimizer)
             if self.config.selection == "ma" and not isinstance(optimizer, SftSM3):
@@ -241,6 +280,9 @@ class SftSelector:
                     f"{type(optimizer).__name__}"
                 )
             self.optimizer = optimizer
+            # Called only when the optimizer really steps (a GradScaler skips inf/NaN steps),
+            # before GradScaler.update() changes the scale.
+            optimizer.register_step_pre_hook(self._before_optimizer_step)
         if total_steps is not None and self.total_steps is None:
             if int(total_steps) < 1:
                 raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
@@ -271,8 +313,31 @@ class SftSelector:
         for _, layer in self._layers():
             layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype)
 
+    def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self.grad_scaler is None or not self.estimating:
+            self._step_scale = 1.0
+        else:  # the scale the step's gradients carry (GradScaler.update() comes after)
+            self._step_scale = float(self.grad_scaler.get_scale())
+
+    def _fold_step_statistics(self, layers) -> None:
+        """End the step in every estimating layer: unscaled, or discarded if the scaler
+        skipped the optimizer step."""
+        stepped, self._step_scale = self._step_scale, None
+        for _, layer in layers:
+            estimator = layer.estimator
+            if estimator is None:
+                continue
+            if self.grad_scaler is None:
+                estimator.end_step()
+            elif stepped is None:
+                estimator.discard_step()
+            else:
+                estimator.end_step(inv_scale=1.0 / stepped)
+
     def _will_reselect(self, step: int) -> bool:
-        return step == self.config.accumulation_steps or step < self.total_steps
+        # Never after the last step, the first reselection included: with T == gamma it would
+        # replace every index by a zero delta and the run would end at the pretrained model.
+        return step < self.total_steps
 
     def step(self) -> None:
         """Advance one optimizer step; reselect when the schedule says so."""
@@ -283,9 +348,7 @@ class SftSelector:
             )
         self.completed_steps += 1
         layers = self._layers()
-        for _, layer in layers:
-            if layer.estimator is not None:
-                layer.estimator.end_step()
+        self._fold_step_statistics(layers)
         if self.completed_steps == self.next_reselection:
             if self._will_reselect(self.completed_steps):
                 self.reselect()
@@ -314,6 +377,10 @@ class SftSelector:
 
     def _replace(self, layer: SftLinear, positions: Tensor, grown: Tensor,
                  seed: GrowthSeed | None) -> int:
+        dropped = layer.indices[positions]
+        self._since_log["dropped"] += positions.numel()
+        self._since_log["grown"] += grown.numel()
+        self._since_log["regrown"] += int(torch.isin(grown.to(dropped.dtype), dropped).sum())
         layer.indices[positions] = grown.to(layer.indices.dtype)
         layer.values[positions] = 0
         layer.grown_at[positions] = self.num_reselections
@@ -353,6 +420,53 @@ class SftSelector:
         grown = top_outer_product(row_acc, col_acc, k, torch.sort(excluded.long()).values)
         return self._replace(layer, dropped, grown, None)
 
+    # ---- what it did, for the Trainer's logs -----------------------------------------
+
+    def step_of_reselection(self, iteration: int) -> int:
+        """The optimizer step after which reselection ``iteration`` (1, 2, ...) happened."""
+        if iteration <= 0:
+            return 0
+        return self.config.accumulation_steps + (iteration - 1) * self.config.reselection_steps
+
+    @torch.no_grad()
+    def log_entries(self) -> dict[str, float]:
+        """Scalars that show SpIEL at work (``SftTrainer`` logs them to TensorBoard / W&B):
+
+        - ``sft/reselections``: reselections so far;
+        - ``sft/dropped``, ``sft/grown``, ``sft/regrown``: entries dropped and grown (over all
+          matrices) by the reselections since the previous call, and how many of the grown
+          ones had just been dropped (present only after a reselection);
+        - ``sft/mean_abs_delta``: mean |delta| over all active entries;
+        - ``sft/age_mean``, ``sft/age_median``, ``sft/age_max``: optimizer steps since each
+          active entry was grown (the random initial ones count from step 0).
+        """
+        layers = self._layers()
+        entries: dict[str, float] = {"sft/reselections": float(self.num_reselections)}
+        if any(self._since_log.values()):
+            entries.update({f"sft/{k}": float(v) for k, v in self._since_log.items()})
+            self._since_log = dict.fromkeys(self._since_log, 0)
+        if not layers:
+            return entries
+        total = sum(layer.num_active for _, layer in layers)
+        abs_sum = sum(layer.values.detach().float().abs().sum() for _, layer in layers)
+        entries["sft/mean_abs_delta"] = float(abs_sum) / max(total, 1)
+        # Entries per reselection iteration (small integers): exact quantiles without a sort.
+        per_layer = [torch.bincount(layer.grown_at.long().cpu()) for _, layer in layers]
+        counts = torch.zeros(max(c.numel() for c in per_layer), dtype=torch.int64)
+        for c in per_layer:
+            counts[: c.numel()] += c
+        iterations = torch.arange(counts.numel())
+        steps = torch.tensor([self.step_of_reselection(int(i)) for i in iterations], dtype=torch.float64)
+        ages = (self.completed_steps - steps).clamp_(min=0)
+        weights = counts.double() / counts.sum()
+        present = counts > 0
+        order = torch.argsort(ages)  # ascending age
+        cumulative = torch.cumsum(weights[order], 0)
+        entries["sft/age_mean"] = float((weights * ages).sum())
+        entries["sft/age_median"] = float(ages[order][int(torch.searchsorted(cumulative, 0.5))])
+        entries["sft/age_max"] = float(ages[present].max())
+        return entries
+
     # ---- resuming a run ---------------------------------------------------------------
 
     def save(self, directory) -> Path:
@@ -381,12 +495,10 @@ class SftSelector:
     def load(self, directory) -> None:
         """Continue from a state written by :meth:`save` (into a selector built for the same
         model, with the model's deltas and the optimizer's state already restored)."""
-        from safetensors import safe_open
-
         path = Path(directory) / SELECTOR_NAME
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        if not path.is_file():
+            raise FileNotFoundError(f"no selector state at {path}")
+        metadata, tensors = read_safetensors(path)
         try:
             total = metadata["total_steps"]
             completed = int(metadata["completed_steps"])

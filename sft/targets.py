@@ -17,6 +17,23 @@ def _is_supported_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
+def check_supported_weight(name: str, linear: nn.Linear) -> None:
+    """Raise ``ValueError`` unless ``linear``'s weight can carry a sparse delta: a dense float
+    weight, or bitsandbytes' packed 4-bit ``Params4bit`` (dequantized on use). bitsandbytes'
+    8-bit ``Linear8bitLt`` holds int8 codes (on CPU, before it is moved to a GPU, still float
+    weights that the move quantizes), and any other integer weight is codes, not weights."""
+    weight = linear.weight
+    if type(linear).__name__ == "Linear8bitLt" or type(weight).__name__ == "Int8Params":
+        raise ValueError(
+            f"bitsandbytes 8-bit layers (Linear8bitLt) cannot carry sparse deltas (layer {name}): "
+            "their weights are int8 codes. Load the base model in 16/32-bit, or in 4-bit "
+            "(BitsAndBytesConfig(load_in_4bit=True), qSFT)")
+    if type(weight).__name__ != "Params4bit" and not weight.dtype.is_floating_point:
+        raise ValueError(
+            f"weights stored as {weight.dtype} cannot carry sparse deltas (layer {name}): only "
+            "floating-point weights and bitsandbytes 4-bit weights are supported")
+
+
 def _matches(name: str, suffixes: Sequence[str]) -> bool:
     return any(name == s or name.endswith("." + s) for s in suffixes)
 
@@ -33,7 +50,8 @@ def find_target_linears(
 
     ``None`` selects every linear layer inside the repeated blocks (excludes the LM head and
     any projection outside a ``ModuleList``); a list selects names ending in one of its
-    entries (peft semantics). Raises ``ValueError`` if nothing matches.
+    entries (peft semantics). Raises ``ValueError`` if nothing matches, or if a matching
+    layer's weight cannot carry a delta (:func:`check_supported_weight`: int8 / 8-bit layers).
     """
     if target_modules is None:
         prefixes = _inside_blocks(model)
@@ -42,14 +60,15 @@ def find_target_linears(
     else:
         chosen = lambda name: _matches(name, target_modules)  # noqa: E731
         what = f"linear layers named by target_modules={list(target_modules)}"
-    found = False
+    found = []
     for name, module in model.named_modules():
         if _is_supported_linear(module) and chosen(name):
-            found = True
-            yield name, module
+            check_supported_weight(name, module)
+            found.append((name, module))
     if not found:
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:8]
         raise ValueError(f"no {what} in {type(model).__name__}; its linear layers include {linears}")
+    yield from found
 
 
 def weight_shape(linear: nn.Linear) -> tuple[int, int]:

@@ -13,11 +13,12 @@ torch.set_num_threads(1)
 
 
 def tiny_llama(seed: int = 0, hidden: int = 64, intermediate: int = 128, layers: int = 2,
-               dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
+               dtype: torch.dtype = torch.float32, tied: bool = False) -> LlamaForCausalLM:
+    """``tied``: the LM head shares the input embedding's weight (SmolLM2, Gemma)."""
     torch.manual_seed(seed)
     config = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         vocab_size=VOCAB, max_position_embeddings=64)
+                         vocab_size=VOCAB, max_position_embeddings=64, tie_word_embeddings=tied)
     return LlamaForCausalLM(config).to(dtype).eval()
 
 
@@ -39,3 +40,16 @@ def train_steps(model, optimizer, selector, batch_seeds) -> None:
 @pytest.fixture
 def model():
     return tiny_llama()
+
+
+class Tokens(torch.utils.data.Dataset):
+    """``n`` seeded token rows as a Trainer dataset (labels = input ids)."""
+
+    def __init__(self, n: int, length: int = 12):
+        self.ids = token_batch(0, batch=n, length=length)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}

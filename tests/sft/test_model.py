@@ -25,7 +25,8 @@ def test_save_load_roundtrip(tmp_path):
     ids = token_batch(7)
     expected = model(input_ids=ids).logits
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft_config.json", "sft_model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "sft_config.json",
+                                                           "sft_model.safetensors"]
     with safe_open(str(tmp_path / "sft_model.safetensors"), framework="pt") as f:
         keys = set(f.keys())
         assert f.metadata()["num_reselections"] == "2"
