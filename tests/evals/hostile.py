@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -131,6 +132,13 @@ def main(sandbox_py: str, mode: str) -> dict:
     canary = os.environ["HF_TOKEN"]
     marker = f"30.{os.getpid()}{int(time.time() * 1000) % 100000}"  # also a `sleep` duration
     work = tempfile.mkdtemp(prefix="spiel-hostile-")
+    try:
+        return _attack(sandbox, isolation, canary, marker, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _attack(sandbox, isolation: str, canary: str, marker: str, work: str) -> dict:
     os.chmod(work, 0o755)
     sentinel, secret = os.path.join(work, "outside.txt"), os.path.join(work, "token")
     with open(sentinel, "w") as fh:
