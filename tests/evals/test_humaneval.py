@@ -1,11 +1,9 @@
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from evals import humaneval, prepare_benchmark
-from evals.sandbox import run_program
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,39 +29,10 @@ def test_score_runs_completions():
     assert humaneval.aggregate([record, {**record, "pass_at": {"1": 0.0, "2": 0.0}}]) == pytest.approx(1 / 3)
 
 
-@pytest.fixture
-def sentinel(tmp_path):
-    path = tmp_path / "outside.txt"
-    path.write_text("keep")
-    path.chmod(0o666)
-    return path
-
-
-def test_hostile_completions_fail_and_harm_nothing(sentinel):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    hostile = {
-        "infinite loop": "    while True:\n        pass\n",
-        "fork bomb": "    import os\n    while True:\n        os.fork()\n",
-        "fork bomb (bypass)": "    import _posixsubprocess, os\n    while True:\n        _posixsubprocess.fork_exec()\n",
-        "delete outside": f"    import os, shutil, pathlib\n    os.remove({str(sentinel)!r})\n",
-        "delete outside (pathlib)": f"    import pathlib\n    pathlib.Path({str(sentinel)!r}).unlink()\n",
-        "overwrite outside": f"    open({str(sentinel)!r}, 'w').write('pwned')\n    return a + b\n",
-        "socket": f"    import socket\n    socket.create_connection(('127.0.0.1', {port}))\n    return a + b\n",
-        "raw socket": f"    import _socket\n    s = _socket.socket()\n    s.connect(('127.0.0.1', {port}))\n    return a + b\n",
-        "exit 0 early": "    import sys\n    sys.exit(0)\n",
-        "memory hog": "    x = bytearray(8 << 30)\n    return a + b\n",
-    }
-    record = humaneval.score(_doc(), list(hostile.values()))
-    assert record["c"] == 0, dict(zip(hostile, record["extracted"]))
-    assert record["extracted"][0] == "timeout"
-    assert sentinel.read_text() == "keep"
-    with pytest.raises(socket.timeout):
-        listener.accept()
-    assert run_program("assert 1 + 1 == 2\n", timeout_s=3).passed  # the machine still works
+def test_score_counts_an_early_exit_as_failed():
+    """The hostile completions are in tests/evals/test_sandbox.py; this one goes through score."""
+    record = humaneval.score(_doc(), ["    import os\n    os._exit(0)\n", "    return 0\nimport os\nos._exit(0)\n"])
+    assert record["c"] == 0 and record["extracted"] == ["failed", "failed"]
 
 
 def test_program_and_generation_settings():
