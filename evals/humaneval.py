@@ -83,11 +83,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def program(doc: dict, completion: str) -> str:
-    """The reference's check program."""
-    return f"{doc['prompt']}{completion}\n{doc['test']}\ncheck({doc['entry_point']})"
-
-
 def score(doc: dict, completions: list[str]) -> dict:
     """Run every completion (in parallel processes) and compute pass@k for each configured k."""
     with ThreadPoolExecutor(max_workers=max(1, min(len(completions), os.cpu_count() or 1))) as pool:

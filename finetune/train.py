@@ -216,6 +216,9 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     `callbacks` are extra transformers TrainerCallbacks (monitoring, tests). Returns the summary;
     None on the other processes of a data-parallel run, which write nothing.
     """
+    if method.get("builder") == "untuned":
+        raise ValueError(f"method {method.get('name')!r} is an untuned model (builder: untuned): "
+                         "it is evaluated, not trained")
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,8 @@ def test_humaneval(tmp_path, cache_dir):
     docs = _docs("humaneval", cfg, tmp_path, cache_dir)
     assert docs[0]["prompt"] == HE_PROMPT  # 0-shot, no template: the problem's prompt verbatim
     assert lm_eval_contexts("humaneval", docs, cfg, tmp_path) == [HE_PROMPT]
-    # the reference's check program: prompt + completion + "\n" + test + "\n" + "check(entry)"
-    assert humaneval.program(docs[0], "    return a + b\n") == (
-        HE_PROMPT + "    return a + b\n" + "\n" + HE_TEST + "\n" + "check(add)")
+    # The reference runs prompt + completion + "\n" + test + "\n" + "check(entry)" in one
+    # process; evals.sandbox runs the same solution and the same check in two (solver, judge).
+    record = humaneval.score(docs[0], ["    return a + b\n", "    return a - b\n"])
+    assert (record["c"], record["extracted"]) == (1, ["passed", "failed"])
     assert docs[0]["timeout_s"] == 3.0

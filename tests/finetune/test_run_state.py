@@ -94,3 +94,9 @@ def test_resuming_from_the_final_checkpoint_trains_no_extra_step(tiny_model_dir,
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == first["steps"] == 4
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]
     assert again["train_loss"] == pytest.approx(first["train_loss"])
+
+
+def test_an_untuned_method_is_refused_before_anything_is_written(tiny_model_dir, mixture_path, tmp_path):
+    with pytest.raises(ValueError, match="evaluated, not trained"):
+        train(tiny_model_dir, mixture_path, resolve_method("original"), CFG, tmp_path / "run", seed=0)
+    assert not (tmp_path / "run").exists()
