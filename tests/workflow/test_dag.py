@@ -56,6 +56,9 @@ def test_no_target_is_the_whole_study_so_the_report_covers_every_output():
     ("evals:\n  gsm: {source: packged}\n", "packged"),
     ("resources:\n  train: {threads: 0, mem_mb: 100, runtime: 1}\n", "threads"),
     ("study:\n  models: [no-such-model]\n", "study.models[0]"),
+    ("models:\n  ..: {size: 135m, gguf: [{requirement: a==1, member: m}], sha256: '" + "0" * 64 + "'}\n",
+     "'..' does not match"),
+    ("mixtures:\n  ../up: {source: flan-packaged}\n", "'../up' does not match"),
 ])
 def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path, text, key):
     bad = tmp_path / "bad.yaml"
