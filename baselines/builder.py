@@ -9,14 +9,9 @@ from pathlib import Path
 
 import torch
 
-# Keys of a resolved method that the training loop consumes; everything else is the builder's.
-LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize", "optimizer", "activation_checkpointing",
-                       "weights_dtype"})
-IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size"})
+from baselines.checks import IDENTITY_KEYS, LOOP_KEYS, builder_kwargs, check_builder_keys
 
-
-def builder_kwargs(method: dict) -> dict:
-    return {k: v for k, v in method.items() if k not in LOOP_KEYS | IDENTITY_KEYS}
+__all__ = ["IDENTITY_KEYS", "LOOP_KEYS", "BuildContext", "Builder", "builder_kwargs"]
 
 
 @dataclass
@@ -49,6 +44,13 @@ class BuildContext:
 
 class Builder(ABC):
     """One family of methods. Subclasses implement build/save/load; the rest has defaults."""
+
+    def check(self, method: dict) -> None:
+        """Raise ValueError for a resolved method this builder cannot train, without loading a
+        model: the DAG runs it for every method a config uses before any job starts
+        (baselines.registry.check_method), and `build` runs it first. By default: the keys
+        (baselines.checks.BUILDER_KEYS); the values were checked against the method schema."""
+        check_builder_keys(method)
 
     @abstractmethod
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:

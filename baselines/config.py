@@ -8,7 +8,9 @@ that the tables need (`method_facts`): its `label`, which of the paper's tables 
 (the "Original" rows, and Table 3's floors) has `builder: untuned`. Resolution order, later wins:
 defaults < sizes[model_size] < overrides (the config's `method_overrides` and the grid-search
 wildcard). An override must name a key the method declares, so a typo fails instead of
-silently training the default.
+silently training the default. The file and every resolved method are checked against
+baselines/method.schema.yaml (baselines.checks): a bad value fails naming its file and key, or
+the config key of the override that set it.
 """
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from baselines.checks import method_file_problems, validate_resolved
+
 META_KEYS = ("builder", "description", "peft_config")
-FACT_KEYS = ("label", "table", "profile")
 # Per model size, then mixture role: a released model evaluated instead of training, or why the
 # cell is empty (the paper's protocol for full fine-tuning).
 RUN_KEYS = ("released", "not_run")
-FILE_KEYS = set(META_KEYS) | set(FACT_KEYS) | set(RUN_KEYS) | {"defaults", "sizes"}
 UNTUNED_BUILDER = "untuned"
 
 
@@ -53,27 +55,9 @@ def read_method_file(name: str, directory: Path | None = None) -> dict:
             raise ValueError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - FILE_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown} (allowed: {sorted(FILE_KEYS)})")
-    if "builder" not in data:
-        raise ValueError(f"{path}: missing 'builder'")
-    for key in ("defaults", "sizes"):
-        if not isinstance(data.get(key, {}), dict):
-            raise ValueError(f"{path}: '{key}' must be a mapping")
-    for size, values in data.get("sizes", {}).items():
-        bad = sorted(set(values or {}) - set(data.get("defaults", {})))
-        if bad:
-            raise ValueError(f"{path}: sizes.{size} sets {bad}, which 'defaults' does not declare")
-    for key in RUN_KEYS:
-        for size, roles in data.get(key, {}).items():
-            if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
-                raise ValueError(f"{path}: {key}.{size} must map mixture roles to strings")
-    if data.get("table") not in (None, 1, 2):
-        raise ValueError(f"{path}: 'table' must be 1 or 2, got {data['table']!r}")
-    profile = data.get("profile", {})
-    if not isinstance(profile, dict) or set(profile) - {"floor", "reference"}:
-        raise ValueError(f"{path}: 'profile' must be a mapping with 'floor' and 'reference'")
+    problems = method_file_problems(data, str(path))  # baselines/method.schema.yaml
+    if problems:
+        raise ValueError("\n".join(problems))
     data["_path"] = str(path)
     return data
 
@@ -105,17 +89,30 @@ def method_facts(name: str, directory: Path | None = None) -> dict:
 
 
 def resolve_method(name: str, overrides: dict | None = None, model_size: str | None = None,
-                   directory: Path | None = None) -> dict:
-    """The resolved method: {"name", "builder", [peft_config], **hyperparameters, "model_size"}."""
+                   directory: Path | None = None, sources: dict[str, str] | None = None) -> dict:
+    """The resolved method: {"name", "builder", [peft_config], **hyperparameters, "model_size"}.
+
+    Its hyperparameters are checked against the method schema (baselines/method.schema.yaml);
+    a bad value raises ValueError naming where it came from: `sources[key]` for an override
+    (the config key that set it, e.g. "method_overrides.lora.r"), else the method file's key.
+    """
     data = read_method_file(name, directory)
     defaults = dict(data.get("defaults", {}))
-    resolved = dict(defaults)
-    if model_size is not None:
-        resolved.update(data.get("sizes", {}).get(str(model_size).lower(), {}) or {})
+    size = str(model_size).lower() if model_size is not None else None
+    per_size = (data.get("sizes", {}).get(size) or {}) if size is not None else {}
+    sources = sources or {}
+
+    def origin(key: str) -> str:
+        if key in (overrides or {}):
+            return sources.get(key, f"method {name!r}: override {key!r}")
+        return f"{data['_path']}: {f'sizes.{size}' if key in per_size else 'defaults'}.{key}"
+
+    resolved = {**defaults, **per_size}
     for key, value in (overrides or {}).items():
         if key not in defaults:
-            raise ValueError(f"method {name!r}: override {key!r} is not a hyperparameter of "
-                             f"{data['_path']} (declared: {sorted(defaults)})")
+            raise ValueError(f"{origin(key)}: not a hyperparameter of {data['_path']} "
+                             f"(declared: {sorted(defaults)})")
         resolved[key] = value
+    validate_resolved(name, resolved, origin)
     meta = {k: data[k] for k in META_KEYS if k in data and k != "description"}
     return {"name": name, **meta, **resolved, "model_size": model_size}

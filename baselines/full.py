@@ -10,20 +10,26 @@ from pathlib import Path
 
 import torch
 
-from baselines.builder import BuildContext, Builder, builder_kwargs
+from baselines.builder import BuildContext, Builder
 from baselines.loading import load_base
 
 
+def weights_dtype(method: dict) -> torch.dtype:
+    dtype = getattr(torch, method.get("weights_dtype") or "float32", None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"method {method['name']!r}: weights_dtype "
+                         f"{method.get('weights_dtype')!r} is not a torch dtype")
+    return dtype
+
+
 class FullBuilder(Builder):
+    def check(self, method: dict) -> None:
+        super().check(method)  # full fine-tuning takes no builder keys
+        weights_dtype(method)
+
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
-        if builder_kwargs(method):
-            raise ValueError(f"method {method['name']!r}: full fine-tuning takes no keys "
-                             f"{sorted(builder_kwargs(method))}")
-        dtype = getattr(torch, method.get("weights_dtype") or "float32", None)
-        if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"method {method['name']!r}: weights_dtype "
-                             f"{method.get('weights_dtype')!r} is not a torch dtype")
-        return load_base(model_path, dtype)
+        self.check(method)
+        return load_base(model_path, weights_dtype(method))
 
     def save(self, model: torch.nn.Module, artifact_dir: Path, optimizer=None) -> None:
         model.save_pretrained(artifact_dir)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from baselines.builder import BuildContext, Builder, builder_kwargs
+from baselines.builder import BuildContext, Builder
+from baselines.checks import builder_kwargs
 from baselines.loading import load_base
 
 
@@ -19,18 +20,21 @@ def peft_config(method: dict):
     import peft
 
     cls_name = method.get("peft_config")
-    cls = getattr(peft, cls_name, None) if cls_name else None
+    cls = getattr(peft, cls_name, None) if isinstance(cls_name, str) else None
     if cls is None or not isinstance(cls, type) or not issubclass(cls, peft.PeftConfig):
         raise ValueError(f"method {method['name']!r}: peft_config {cls_name!r} is not a peft "
                          f"config class (e.g. LoraConfig, IA3Config, ShiraConfig)")
     kwargs = builder_kwargs(method)
     try:
         return cls(task_type="CAUSAL_LM", **kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"method {method['name']!r}: {cls_name} rejects its kwargs: {err}") from None
 
 
 class PeftBuilder(Builder):
+    def check(self, method: dict) -> None:
+        peft_config(method)  # the class exists and takes these kwargs
+
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         from peft import get_peft_model, prepare_model_for_kbit_training
 

@@ -18,6 +18,12 @@ BUILDERS: dict[str, type[Builder]] = {
 }
 
 
+def check_method(method: dict) -> None:
+    """A resolved method's builder-specific checks, without loading a model: its keys, and the
+    peft config class and kwargs, or SpIEL's SftConfig (imports torch, peft and sft)."""
+    get_builder(method).check(method)
+
+
 def get_builder(method: dict) -> Builder:
     """A fresh builder for a resolved method (builders may keep per-run state, e.g. SIFT's budget)."""
     name = method.get("builder")

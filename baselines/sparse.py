@@ -12,31 +12,39 @@ from pathlib import Path
 import torch
 
 from baselines.builder import BuildContext, Builder
+from baselines.checks import SFT_KEYS, check_builder_keys
 from baselines.loading import load_base
 
-SFT_KEYS = {"selection", "r", "target_modules", "reselection_steps", "accumulation_steps",
-            "initial_reselection_rate", "schedule", "sm3_momentum", "sm3_beta"}
+__all__ = ["SFT_KEYS", "SftBuilder", "sft_config"]
 
 
-def sft_config(model, method: dict):
+def sft_config(model, method: dict, budget: int | None = None):
+    """The method's SftConfig; its budget the LoRA rank `r`-equivalent on `model` (or `budget`,
+    for a check without a model)."""
     from sft import SftConfig, lora_equivalent_budget
 
-    unknown = sorted(set(method) - SFT_KEYS - {"name", "builder", "model_size", "lr",
-                                                 "weight_decay", "quantize"})
-    if unknown:
-        raise ValueError(f"method {method['name']!r}: the sft builder does not take {unknown} "
-                         f"(keys: {sorted(SFT_KEYS)})")
+    check_builder_keys(method)
     targets = method.get("target_modules")
-    budget = lora_equivalent_budget(model, int(method["r"]), targets)
+    if budget is None:
+        budget = lora_equivalent_budget(model, int(method["r"]), targets)
     keys = ("reselection_steps", "accumulation_steps", "initial_reselection_rate", "schedule")
-    return SftConfig(num_tunable_weights=budget, selection=method["selection"],
-                     target_modules=targets, delta_dtype="bfloat16" if method.get("quantize") else "float32",
-                     **{k: method[k] for k in keys if k in method})
+    try:
+        return SftConfig(num_tunable_weights=budget, selection=method["selection"],
+                         target_modules=targets,
+                         delta_dtype="bfloat16" if method.get("quantize") else "float32",
+                         **{k: method[k] for k in keys if k in method})
+    except KeyError as err:
+        raise ValueError(f"method {method['name']!r}: the sft builder needs {err}") from None
+    except ValueError as err:
+        raise ValueError(f"method {method['name']!r}: {err}") from None
 
 
 class SftBuilder(Builder):
     # Checkpoints are the library's (sft.SftTrainer, which finetune.train's trainer is): the
     # deltas, the Trainer's optimizer, scheduler, RNG and state files, and the selector's file.
+
+    def check(self, method: dict) -> None:
+        sft_config(None, method, budget=1)  # keys, and SftConfig's own checks (gamma <= S, ...)
 
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         from sft import get_sft_model

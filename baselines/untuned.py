@@ -17,6 +17,7 @@ from baselines.loading import load_base
 
 class UntunedBuilder(Builder):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
+        self.check(method)
         model = load_base(model_path, ctx.dtype, method.get("quantize"))
         model.requires_grad_(False)
         model.enable_input_require_grads()

@@ -9,6 +9,12 @@ inference; a token is a label when it ends inside the response.
 from __future__ import annotations
 
 IGNORE_INDEX = -100
+# encode_example tokenizes a prefix of the text, not all of it (a 5 MB response would cost
+# gigabytes of token offsets, to keep max_length of them): CHARS_PER_TOKEN characters per token
+# of max_length (generous: text averages ~4), doubled until enough tokens end at least
+# SAFE_MARGIN characters before the cut, where the cut can no longer change them.
+CHARS_PER_TOKEN = 16
+SAFE_MARGIN = 1024
 
 
 def chat_prefix(prompt: str) -> str:
@@ -33,15 +39,39 @@ def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> di
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("the chat format needs a fast tokenizer (character offsets for the mask)")
     prefix = chat_prefix(prompt)
-    enc = tokenizer(prefix + response, add_special_tokens=True, return_offsets_mapping=True)
-    ids = list(enc["input_ids"]) + [tokenizer.eos_token_id]
+    input_ids, offsets, whole = _tokenize_head(tokenizer, prefix + response, max_length)
+    ids = input_ids + ([tokenizer.eos_token_id] if whole else [])
     boundary = len(prefix)
     labels = []
-    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+    for token_id, (start, end) in zip(input_ids, offsets):
         # Special tokens the tokenizer adds (BOS) have empty spans and belong to the prompt.
         labels.append(token_id if end > boundary and end > start else IGNORE_INDEX)
-    labels.append(tokenizer.eos_token_id)
+    labels += [tokenizer.eos_token_id] if whole else []
     ids, labels = ids[:max_length], labels[:max_length]
     if all(label == IGNORE_INDEX for label in labels):
         return None
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def _tokenize_head(tokenizer, text: str, max_length: int) -> tuple[list[int], list[tuple[int, int]], bool]:
+    """(ids, character offsets, whole): the first tokens of `text` as tokenizing all of it gives
+    them, at least `max_length` of them unless `whole` (then: every token of the text).
+
+    Memory is bounded by max_length, not by the text: a prefix of the text is tokenized, and a
+    token counts only if it ends at least SAFE_MARGIN characters before the cut (tokenizers
+    look ahead a word or a merge, not a kilobyte); with too few such tokens the prefix doubles.
+    """
+    limit = CHARS_PER_TOKEN * max_length + SAFE_MARGIN
+    while True:
+        whole = len(text) <= limit
+        enc = tokenizer(text if whole else text[:limit], add_special_tokens=True,
+                        return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        if whole:
+            return ids, offsets, True
+        safe = 0  # the leading tokens that end before the margin (BOS's empty span included)
+        while safe < len(ids) and safe < max_length and offsets[safe][1] <= limit - SAFE_MARGIN:
+            safe += 1
+        if safe >= max_length:
+            return ids[:safe], offsets[:safe], False
+        limit *= 2

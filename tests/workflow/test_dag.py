@@ -56,6 +56,9 @@ def test_no_target_is_the_whole_study_so_the_report_covers_every_output():
     ("evals:\n  gsm: {source: packged}\n", "packged"),
     ("resources:\n  train: {threads: 0, mem_mb: 100, runtime: 1}\n", "threads"),
     ("study:\n  models: [no-such-model]\n", "study.models[0]"),
+    ("models:\n  ..: {size: 135m, gguf: [{requirement: a==1, member: m}], sha256: '" + "0" * 64 + "'}\n",
+     "'..' does not match"),
+    ("mixtures:\n  ../up: {source: flan-packaged}\n", "'../up' does not match"),
 ])
 def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path, text, key):
     bad = tmp_path / "bad.yaml"
@@ -63,6 +66,40 @@ def test_bad_config_fails_before_any_job_and_names_the_key(tmp_path, text, key):
     proc = dry_run(f"--configfile={bad}", "results/table1.csv")
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+def test_bad_method_values_fail_the_dry_run_and_name_the_config_key(tmp_path):
+    """Override and grid values are checked against the method schema when the DAG is built,
+    not by the training job after model and data preparation."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method_overrides:\n  lora: {r: sixteen, lr: -1, lora_dropout: 1.5}\n"
+                   "  sft-ag: {initial_reselection_rate: 1.5}\n"
+                   "study:\n  grid:\n    searches:\n      - {method: lora, lr: [0.001, -1]}\n")
+    proc = dry_run(f"--configfile={bad}", "results/table1.csv")
+    assert proc.returncode != 0
+    for key in ("method_overrides.lora.r", "method_overrides.lora.lr", "method_overrides.lora.lora_dropout",
+                "method_overrides.sft-ag.initial_reselection_rate", "study.grid.searches[0].lr"):
+        assert key in proc.stdout + proc.stderr, key
+
+
+def test_a_bad_method_file_fails_the_dry_run_and_names_file_and_key(tmp_path):
+    """An unknown peft config class and a misspelled keyword are found at parse time (the peft
+    config is instantiated), naming the method file."""
+    methods = tmp_path / "methods"
+    shutil.copytree(ROOT / "config" / "methods", methods)
+    lora = ("builder: peft\npeft_config: {cls}\ndefaults:\n  lr: 2.0e-4\n  r: 4\n"
+            "  {alpha}: 8\n  target_modules: all-linear\n")
+    (methods / "lora-cls.yaml").write_text(lora.format(cls="LoraConfg", alpha="lora_alpha"))
+    (methods / "lora-kw.yaml").write_text(lora.format(cls="LoraConfig", alpha="lora_alhpa"))
+    every_method = tmp_path / "every-method.yaml"
+    every_method.write_text('study:\n  table1:\n    methods: [lora, "*"]\n')
+    proc = subprocess.run([*SNAKEMAKE, "-n", f"--configfile={every_method}", "results/table1.csv"],
+                          cwd=ROOT, env={**os.environ, "SFT_METHODS_DIR": str(methods)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for name, key in [("lora-cls", "peft_config 'LoraConfg'"), ("lora-kw", "'lora_alhpa'")]:
+        assert any(str(methods / f"{name}.yaml") in line and key in line for line in lines), (name, lines)
 
 
 def test_paper_config_dry_runs_on_slurm_profile():

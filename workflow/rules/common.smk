@@ -5,7 +5,9 @@ from artifacts.layout import Layout, Run
 from study.plan import BENCHMARKS, ROLES, Plan
 
 PLAN = Plan(config)
-PLAN.check_references()  # before any job starts
+# Before any job starts. The builders' own checks (peft config classes, SftConfig) import torch
+# and peft: the planning process runs them, not each cluster job that parses this file again.
+PLAN.check_references(builders=workflow.is_main_process)
 LAYOUT = PLAN.layout
 CACHE = config["cache_dir"]
 RESULTS = config["results_dir"]
