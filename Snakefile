@@ -17,7 +17,7 @@ include: "workflow/rules/common.smk"
 # Cheap rules that read the network or only files run where Snakemake runs, never as cluster
 # jobs: preparation (hub data, downloads), method resolution, tables, figures.
 localrules:
-    all, download_model, build_mixture, split_heldout, prepare_benchmark, prepare_benchmark_split,
+    all, downloads, download_model, build_mixture, split_heldout, prepare_benchmark, prepare_benchmark_split,
     resolve_method,
     method_table, paper_comparison, grid, figure3, table3,
 

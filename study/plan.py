@@ -162,9 +162,6 @@ class Plan:
         extra = [m for m in available_methods() if m not in named and method_facts(m)["table"] == number]
         return [m for m in listed if m != "*"] + extra
 
-    def facts(self, methods) -> dict[str, dict]:
-        return {m: method_facts(m) for m in methods}
-
     def job_resources(self, rule: str, model: str, method: str) -> dict:
         """`resources.<rule>`, then `resources.per_method.<method>.<rule>`, then
         `resources.per_method.<method>@<model size>.<rule>` (7b FullFT is not a LoRA job)."""

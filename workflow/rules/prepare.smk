@@ -18,6 +18,13 @@ if config.get("hub_standins"):
             "../scripts/hub_standins.py"
 
 
+# `snakemake downloads`: every hub model this config needs, fetched on the machine you run it
+# on (a login node with network), before any job is submitted.
+rule downloads:
+    input:
+        [PLAN.hub_marker(repo) for repo in PLAN.hub_models()],
+
+
 rule download_model:
     input:
         PLAN.mirror_inputs(),
