@@ -72,15 +72,5 @@ class Builder(ABC):
     def load(self, model_path: str, artifact_dir: Path, method: dict, dtype: torch.dtype):
         """The evaluation model: merged into the base where possible, unmerged over 4-bit."""
 
-    # Checkpoints: by default the Trainer saves and restores the model (full weights, or the
-    # peft adapter). A builder whose model is neither sets owns_checkpoints and implements both.
-    owns_checkpoints = False
-
-    def save_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
-        self.save(model, directory)
-
-    def restore_checkpoint(self, model: torch.nn.Module, directory: Path) -> None:
-        raise RuntimeError(f"{type(self).__name__} cannot resume from {directory}")
-
     def trainable_parameters(self, model: torch.nn.Module) -> int:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from artifacts.packaged import PackagedFile, fetch
 from evals.sandbox import check_function
-from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
+from evals.sources import hub_rows, local_rows, require, source_of
 
 NAME = "humaneval"
 METRIC = "pass_at_k"

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from evals.data import DataUnavailable
-from evals.sources import hub_rows, local_rows, require, seeded_subset, source_of
+from evals.sources import hub_rows, local_rows, require, source_of
 
 NAME = "tydiqa"
 METRIC = "f1"

@@ -146,7 +146,7 @@ def _checkpoint_step(checkpoint: str) -> int:
     return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
 
 
-def _planned_steps(trainer: Trainer) -> int:
+def _planned_steps(trainer: SftTrainer) -> int:
     """The optimizer steps this run takes, as the Trainer counts them (max_steps, or epochs)."""
     return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
 
@@ -159,29 +159,13 @@ def last_complete_checkpoint(directory: Path) -> str | None:
 
 
 class HarnessTrainer(SftTrainer):
-    """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop)
-    and lets a builder that owns its checkpoints save and restore the model part. For an
-    SftModel, sft.SftTrainer writes delta-only checkpoints and logs the selector; any other
-    model falls through to transformers.Trainer."""
+    """Trainer that hands each micro-batch loss to the StepRecorder (per-step loss, NaN stop).
+    For an SftModel, sft.SftTrainer writes delta-only checkpoints and logs the selector; any
+    other model falls through to transformers.Trainer."""
 
-    def __init__(self, *args, recorder: StepRecorder, builder, **kwargs):
+    def __init__(self, *args, recorder: StepRecorder, **kwargs):
         super().__init__(*args, **kwargs)
         self.recorder = recorder
-        self.builder = builder
-
-    def _save(self, output_dir=None, state_dict=None):
-        if not self.builder.owns_checkpoints:
-            return super()._save(output_dir, state_dict)
-        if not self.args.should_save:  # the Trainer calls _save on every DDP process
-            return
-        output_dir = Path(output_dir or self.args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        self.builder.save_checkpoint(self.model, output_dir)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if not self.builder.owns_checkpoints:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self.builder.restore_checkpoint(model or self.model, Path(resume_from_checkpoint))
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -250,7 +234,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         optimizers=(optimizer, None),
         callbacks=[recorder, *builder.callbacks(model, method, optimizer),
                    MarkCheckpointComplete(), sigterm, *(callbacks or [])],
-        recorder=recorder, builder=builder)
+        recorder=recorder)
 
     if args.world_size > 1:  # every process decides on resuming after process 0 claimed the folder
         torch.distributed.barrier()
