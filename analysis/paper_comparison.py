@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.tables import BENCH_LABELS, MIXTURE_LABELS
+from analysis.tables import BENCH_LABELS, DERIVED_SUFFIXES, MIXTURE_LABELS
 from artifacts.atomic import write_text
 
 # The paper fine-tunes the base Llama-2 checkpoints (the -hf repos are their transformers copies).
@@ -119,7 +119,7 @@ def ours_cells(table: int, ours: pd.DataFrame) -> pd.DataFrame:
     """Our table (as analysis.tables / analysis.table3 write it) as one row per cell."""
     rows = []
     if table in (1, 2):
-        value_cols = [c for c in ours.columns if "/" in c and not c.endswith(("_low", "_high"))]
+        value_cols = [c for c in ours.columns if "/" in c and not c.endswith(DERIVED_SUFFIXES)]
         for _, r in ours.iterrows():
             reasons = note_reasons(_text(r.get("notes")), value_cols)
             for col in value_cols:

@@ -34,15 +34,20 @@ def split_heldout(mixture: Path, train_out: Path, heldout_out: Path, n_heldout: 
 
 @torch.no_grad()
 def heldout_loss(model, tokenizer, data_path: Path, max_length: int, batch_size: int = 8) -> dict:
-    """Mean NLL per response token (nats) over the held-out file, summed across examples."""
-    examples = [e for r in read_rows(data_path)
+    """Mean NLL per response token (nats) over the held-out file, summed across examples.
+
+    "samples" holds each example's summed NLL and response-token count (id: its line in the
+    file, from 0), so that analysis.intervals can bootstrap the loss over examples; the score is
+    their total NLL over their total tokens."""
+    rows = read_rows(data_path)
+    examples = [(i, e) for i, r in enumerate(rows)
                 if (e := encode_example(tokenizer, r["prompt"], r["response"], max_length))]
     if not examples:
         raise ValueError(f"{data_path}: no held-out example has a response token")
     device = next(model.parameters()).device
-    total, tokens = 0.0, 0
+    samples = []
     for start in range(0, len(examples), batch_size):
-        batch = examples[start:start + batch_size]
+        batch = [e for _, e in examples[start:start + batch_size]]
         width = max(len(e["input_ids"]) for e in batch)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([e["input_ids"] + [pad] * (width - len(e["input_ids"])) for e in batch])
@@ -52,11 +57,16 @@ def heldout_loss(model, tokenizer, data_path: Path, max_length: int, batch_size:
                                for e in batch])
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
-        total += torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum").item()
-        tokens += int((shift_labels != IGNORE_INDEX).sum())
-    loss = total / tokens
+        per_token = torch.nn.functional.cross_entropy(
+            shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE_INDEX,
+            reduction="none")  # (batch, positions); 0 where ignored
+        nll = per_token.double().sum(dim=1).tolist()
+        tokens = (shift_labels != IGNORE_INDEX).sum(dim=1).tolist()
+        samples += [{"id": i, "nll": n, "tokens": int(t)}
+                    for (i, _), n, t in zip(examples[start:start + batch_size], nll, tokens)]
+    total, n_tokens = sum(s["nll"] for s in samples), sum(s["tokens"] for s in samples)
+    loss = total / n_tokens
     return {"benchmark": "heldout_loss", "metric": "nll_per_token", "score": loss,
-            "perplexity": math.exp(loss), "n_items": len(examples), "n_tokens": tokens,
-            "settings": {"max_length": max_length, "data": Path(data_path).name}}
+            "perplexity": math.exp(loss), "n_items": len(samples), "n_tokens": n_tokens,
+            "settings": {"max_length": max_length, "data": Path(data_path).name},
+            "samples": samples}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, tables
+from analysis import figures, reference_comparison, tables
 from analysis.results import read_cell, result_key
 from artifacts.atomic import write_text
 from artifacts.layout import Layout, Run
@@ -15,14 +15,27 @@ from baselines.config import method_facts
 from study.plan import Plan
 
 
-def method_table(plan: Plan, table: str, csv_path: Path) -> pd.DataFrame:
-    """Table 1 or 2 (CSV, Markdown, LaTeX) from the evaluation indexes of the planned runs."""
+# Each table's reference method, which the companion table compares every method against
+# (`study.<table>.compare_to` overrides it).
+REFERENCE_METHODS = {"table1": "lora", "table2": "qlora"}
+
+
+def method_table(plan: Plan, table: str, csv_path: Path, versus_csv: Path) -> pd.DataFrame:
+    """Table 1 or 2 (CSV, Markdown, LaTeX) from the evaluation indexes of the planned runs, and
+    its companion (`versus_csv` and Markdown): each method against the table's reference."""
     planned = plan.planned_runs(table)
     labels = {m: method_facts(m)["label"] for m in planned}
+    models, columns = plan.study["models"], tables.table_columns(table, planned)
 
-    built = tables.build_table(plan.table_cell_source, plan.study["models"], labels,
-                               tables.table_columns(table, planned), planned, plan.study["seeds"])
+    cells = tables.read_cells(plan.table_cell_source, models, list(labels), columns, planned,
+                              plan.study["seeds"])
+    built = tables.build_table(cells, models, labels, columns)
     tables.write_table(built, Path(csv_path))
+    reference = plan.study[table].get("compare_to", REFERENCE_METHODS[table])
+    versus = reference_comparison.compare_to_reference(cells, models, labels, columns, reference)
+    reference_comparison.write_reference_comparison(
+        versus, Path(versus_csv), f"Table {table.removeprefix('table')}",
+        labels.get(reference, reference))
     return built
 
 

@@ -35,12 +35,31 @@ def test_loss_matches_per_example_reference_and_ignores_padding(tiny_model_dir, 
     assert batched["score"] == pytest.approx(single["score"], rel=1e-5)
 
     total, tokens = 0.0, 0
-    for row in read_rows(mixture_path):
+    for i, row in enumerate(read_rows(mixture_path)):
         ex = encode_example(tokenizer, row["prompt"], row["response"], 64)
         labels = torch.tensor([ex["labels"]])
         n = int((labels[:, 1:] != -100).sum())
         with torch.no_grad():
             loss = model(input_ids=torch.tensor([ex["input_ids"]]), labels=labels).loss
         total, tokens = total + loss.item() * n, tokens + n
+        # each example's summed NLL and token count, whatever batch it was padded in
+        for result in (batched, single):
+            sample = result["samples"][i]
+            assert sample["id"] == i and sample["tokens"] == n
+            assert sample["nll"] == pytest.approx(loss.item() * n, rel=1e-5)
     assert batched["score"] == pytest.approx(total / tokens, rel=1e-5)
     assert batched["n_tokens"] == tokens and batched["n_items"] == 24
+    samples = batched["samples"]
+    assert batched["score"] == sum(s["nll"] for s in samples) / sum(s["tokens"] for s in samples)
+
+
+def test_samples_skip_examples_without_response_tokens_and_keep_their_line(tmp_path, tiny_model_dir,
+                                                                           mixture_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = read_rows(mixture_path)[:3]
+    rows[1] = {**rows[1], "prompt": "word " * 200}  # the prompt alone fills max_length
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = heldout_loss(model, tokenizer, path, max_length=64, batch_size=2)
+    assert [s["id"] for s in result["samples"]] == [0, 2] and result["n_items"] == 2

@@ -17,6 +17,11 @@ def index_in(root):
     return index_of
 
 
+def build(index_of, models, labels, columns, planned, seeds):
+    cells = tables.read_cells(index_of, models, list(labels), columns, planned, seeds)
+    return tables.build_table(cells, models, labels, columns)
+
+
 def write_eval(root, model, mixture, method, scores, status="ok"):
     d = root / model / mixture / method / "default" / "seed0"
     d.mkdir(parents=True)
@@ -35,7 +40,7 @@ def test_table1_real_cells_and_reasons(tmp_path):
     (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json", "tydiqa": "tydiqa.json"}}))
     write_eval(tmp_path, "m", "mix", "sft-ag", {}, status="failed")
     planned = {"lora": [("mix", "gsm"), ("mix", "tydiqa")], "sft-ag": [("mix", "gsm")]}
-    table = tables.build_table(index_in(tmp_path), ["m"], LABELS, tables.TABLE1_COLUMNS,
+    table = build(index_in(tmp_path), ["m"], LABELS, tables.TABLE1_COLUMNS,
                                planned, [0])
     assert list(table["method"]) == ["Original", "FullFT", "(IA)3", "LoRA", "SFT-AG", "SFT-MA", "SIFT"]
     lora = table.set_index("method").loc["LoRA"]
@@ -45,14 +50,15 @@ def test_table1_real_cells_and_reasons(tmp_path):
     assert "no TyDiQA data: set evals.tydiqa.path or use the hub (mix/tydiqa)" in lora["notes"]
     sft = table.set_index("method").loc["SFT-AG"]
     assert pd.isna(sft["mix/gsm"]) and "failed: OOM at step 3 (mix/gsm)" in sft["notes"]
-    # exactly one real number in the whole table
+    # exactly one real number in the whole table (its file has no samples, so no interval)
     assert table.drop(columns=["model", "method", "method_id", "notes"]).notna().sum().sum() == 1
+    assert "no per-item samples: no interval (mix/gsm)" in lora["notes"]
 
 
 def test_written_formats(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5})
     cols = [("mix", "gsm"), ("mix", "mmlu")]
-    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:1]}, [0])
+    table = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:1]}, [0])
     out = tmp_path / "t" / "table1.csv"
     tables.write_table(table, out)
     assert pd.read_csv(out).loc[0, "mix/gsm"] == 50.0
@@ -64,7 +70,7 @@ def test_written_formats(tmp_path):
 def test_losses_keep_two_decimals_where_scores_keep_one(tmp_path):
     write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5, "heldout_loss:mix": 2.4412})
     cols = [("mix", "gsm"), ("mix", "heldout_loss"), ("mix", "mmlu")]
-    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:2]}, [0])
+    table = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols[:2]}, [0])
     out = tmp_path / "table1.csv"
     tables.write_table(table, out)
     md_row = out.with_suffix(".md").read_text().splitlines()[2]
@@ -80,7 +86,7 @@ def test_mean_over_seeds_and_missing_seed(tmp_path):
         (d / "gsm.json").write_text(json.dumps({"score": score}))
         (d / "index.json").write_text(json.dumps({"status": "ok", "benchmarks": {"gsm": "gsm.json"}}))
     cols = [("mix", "gsm")]
-    t = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1])
+    t = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9
-    t = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1, 2])
+    t = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1, 2])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9 and "2 of 3 seeds" in t.loc[0, "notes"]

@@ -8,6 +8,8 @@ rule method_table:
         csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/method_table.rst", category="Tables"),
         md=f"{RESULTS}/{{table}}.md",
         tex=f"{RESULTS}/{{table}}.tex",
+        versus_csv=f"{RESULTS}/{{table}}_vs_reference.csv",
+        versus_md=f"{RESULTS}/{{table}}_vs_reference.md",
     wildcard_constraints:
         table="table1|table2",
     params:
