@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.intervals import ItemMismatch, paired_difference
+from analysis.intervals import N_RESAMPLES, ItemMismatch, paired_difference
 from analysis.results import Cell, is_loss, result_key, scale_of
 from analysis.tables import Cells, column_name, digits, display_label
 from artifacts.atomic import write_text
@@ -77,10 +77,13 @@ def _row_text(row) -> dict:
         return {"model": row["model"], "method": row["method"], "column": display_label(row["column"]),
                 "difference [95% CI]": "", "p": "", "test": "", "note": row["note"]}
     d = digits(row["column"].partition("/")[2])
+    floor = 2 / (N_RESAMPLES + 1)  # the smallest p the bootstrap can give
+    p = (f"≤ {floor:.2g}" if row["test"] == "paired bootstrap" and row["p_value"] <= floor * 1.0001
+         else f"{row['p_value']:.3g}")
     return {"model": row["model"], "method": row["method"], "column": display_label(row["column"]),
             "difference [95% CI]": (f"{row['difference']:+.{d}f} [{row['difference_low']:+.{d}f}, "
                                     f"{row['difference_high']:+.{d}f}]"),
-            "p": f"{row['p_value']:.3g}", "test": row["test"], "note": row["note"]}
+            "p": p, "test": row["test"], "note": row["note"]}
 
 
 def write_reference_comparison(frame: pd.DataFrame, csv_path: Path, table: str,

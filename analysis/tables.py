@@ -123,7 +123,7 @@ def build_table(cells: Cells, models: list[str], labels: dict[str, str],
     """One row per (model, method), methods in the order of `labels` (method -> row label):
     each column's value, its interval and, with several seeds, their sd; `notes` says why a
     cell is empty or lacks part of that."""
-    several_seeds = max(len(seed_cells) for seed_cells in cells.values()) > 1
+    several_seeds = max((len(seed_cells) for seed_cells in cells.values()), default=1) > 1
     names = []
     for role, bench in columns:
         col = column_name(role, bench)

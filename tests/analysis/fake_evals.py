@@ -15,11 +15,11 @@ def accuracy(bench: str, correct: list[bool], tasks: list[str] | None = None) ->
         score = sum(sum(v) / len(v) for v in by.values()) / len(by)
     else:
         score = sum(correct) / len(correct)
-    return {"benchmark": bench, "score": score, "n_items": len(samples), "samples": samples}
+    return {"benchmark": bench, "score": float(score), "n_items": len(samples), "samples": samples}
 
 
 def tydiqa(f1: list[float], langs: list[str]) -> dict:
-    samples = [{"id": f"ty-{i}", "f1": v, "lang": lang, "correct": v == 1.0}
+    samples = [{"id": f"ty-{i}", "f1": float(v), "lang": lang, "correct": bool(v == 1.0)}
                for i, (v, lang) in enumerate(zip(f1, langs))]
     by = {}
     for s in samples:
@@ -29,19 +29,19 @@ def tydiqa(f1: list[float], langs: list[str]) -> dict:
 
 
 def humaneval(pass_at_1: list[float]) -> dict:
-    samples = [{"id": f"HumanEval/{i}", "k": 1, "pass_at": {"1": p}} for i, p in enumerate(pass_at_1)]
+    samples = [{"id": f"HumanEval/{i}", "k": 1, "pass_at": {"1": float(p)}} for i, p in enumerate(pass_at_1)]
     return {"benchmark": "humaneval", "score": sum(pass_at_1) / len(pass_at_1),
             "n_items": len(samples), "samples": samples}
 
 
 def heldout(nll: list[float], tokens: list[int]) -> dict:
-    samples = [{"id": i, "nll": n, "tokens": t} for i, (n, t) in enumerate(zip(nll, tokens))]
+    samples = [{"id": i, "nll": float(n), "tokens": int(t)} for i, (n, t) in enumerate(zip(nll, tokens))]
     return {"benchmark": "heldout_loss", "score": sum(nll) / sum(tokens), "n_items": len(samples),
             "samples": samples}
 
 
 def bpb(bench: str, bits: list[float], nbytes: list[int]) -> dict:
-    samples = [{"id": f"{bench}-{i}", "bits": b, "bytes": n} for i, (b, n) in enumerate(zip(bits, nbytes))]
+    samples = [{"id": f"{bench}-{i}", "bits": float(b), "bytes": int(n)} for i, (b, n) in enumerate(zip(bits, nbytes))]
     return {"benchmark": f"{bench}_bpb", "metric": "bits_per_byte", "score": sum(bits) / sum(nbytes),
             "n_items": len(samples), "samples": samples}
 

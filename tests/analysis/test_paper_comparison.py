@@ -383,3 +383,34 @@ def test_cli(tmp_path):
     pc.main(["--table", "1", "--ours", str(path), "--config", str(cfg)])
     assert (tmp_path / "table1_vs_paper.md").exists()
     assert (tmp_path / "table1_vs_paper.csv").exists()
+
+
+def test_a_table_with_intervals_and_seed_spread_compares(tmp_path):
+    """analysis.tables' CSV (value, _low, _high, _seed_sd columns) compares cell by cell."""
+    import numpy as np
+
+    from fake_evals import accuracy, index_of, write_run
+
+    rng = np.random.default_rng(0)
+    labels = {"lora": "LoRA", "sft-ag": "SFT-AG"}
+    cols = [("mix", "gsm"), ("flan", "mmlu")]
+    for method in labels:
+        for seed in (0, 1):
+            write_run(tmp_path, "llama2-7b", "mix", method,
+                      {"gsm": accuracy("gsm", list(rng.uniform(size=200) < 0.3))}, seed=seed)
+    cells = tables.read_cells(index_of(tmp_path), ["llama2-7b"], list(labels), cols,
+                              {m: cols[:1] for m in labels}, [0, 1])
+    path = tmp_path / "table1.csv"
+    tables.write_table(tables.build_table(cells, ["llama2-7b"], labels, cols), path)
+    assert "mix/gsm_seed_sd" in pd.read_csv(path).columns
+
+    result = pc.write_comparison(1, path, MODELS, tmp_path / "table1_vs_paper.md")
+    ours = result.dropna(subset=["ours"]).set_index(["method_id", "cell"])
+    assert set(ours.index) == {("lora", "mix/gsm"), ("sft-ag", "mix/gsm")}  # no derived columns
+    table = pd.read_csv(path).set_index("method_id")
+    lora = ours.loc[("lora", "mix/gsm")]
+    assert (lora["ours_low"], lora["ours_high"]) == (table.loc["lora", "mix/gsm_low"],
+                                                     table.loc["lora", "mix/gsm_high"])
+    assert lora["paper"] == 22.0 and lora["paper_in_interval"] in (True, False)
+    assert result.set_index(["method_id", "cell"]).loc[("lora", "flan/mmlu"), "ours_note"] == \
+        "not run in this config"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.tables import DERIVED_SUFFIXES
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ["table1.csv", "table2.csv", "table3.csv", "table4.csv", "figure3.png", "figure4.png",
            "table1_vs_paper.md", "table2_vs_paper.md", "table3_vs_paper.md"]
@@ -31,11 +33,16 @@ def test_the_paper_profile_rehearses_offline(tmp_path):
 
     for name in ("table1", "table2"):
         table = pd.read_csv(results / f"{name}.csv")
-        cells = table.drop(columns=["model", "method", "method_id", "notes"])
+        cells = table[[c for c in table.columns if "/" in c and not c.endswith(DERIVED_SUFFIXES)]]
         assert cells.notna().to_numpy().any(), table.to_string()
+        measured = cells.notna().to_numpy()  # and every measured cell has its interval
+        assert table[[c + "_low" for c in cells.columns]].notna().to_numpy()[measured].all()
         for _, row in table.iterrows():  # an empty cell's column is named in the row's notes
             for column in cells.columns[row[cells.columns].isna()]:
                 assert column in str(row["notes"]) or "(all)" in str(row["notes"]), (name, row.to_dict())
+        versus = pd.read_csv(results / f"{name}_vs_reference.csv")  # written beside the table
+        assert (versus["difference"].notna() | versus["note"].notna()).all(), versus.to_string()
+        assert name == "table2" or versus["difference"].notna().any(), versus.to_string()
     table1 = pd.read_csv(results / "table1.csv").set_index(["model", "method_id"])
     assert "not run in the paper" in table1.loc[("llama2-13b", "full"), "notes"]
     assert pd.notna(table1.loc[("llama2-7b", "full"), "mix/mmlu"])  # the released model, evaluated
