@@ -131,7 +131,7 @@ def paired_difference(runs: list[ItemScores], reference: list[ItemScores],
     ids = common_ids(runs + reference)
     runs = [r.aligned(ids) for r in runs]
     reference = [r.aligned(ids) for r in reference]
-    value = (np.mean([r.score() for r in runs]) - np.mean([r.score() for r in reference]))
+    value = np.mean([r.score() for r in runs]) - np.mean([r.score() for r in reference])
     ours, theirs = _replicates([runs, reference], n_resamples, seed)
     diffs = ours - theirs
     low, high = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
