@@ -15,8 +15,12 @@ from analysis.results import Cell, read_cell, result_key
 from artifacts.atomic import write_text
 
 BENCH_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA",
-                "humaneval": "HumanEval", "heldout_loss": "held-out loss"}
-DECIMALS = {"heldout_loss": 2}  # shown digits where not 1 (scores are percentages)
+                "humaneval": "HumanEval", "heldout_loss": "held-out loss",
+                "mmlu_bpb": "MMLU bpb", "gsm_bpb": "GSM bpb", "bbh_bpb": "BBH bpb",
+                "tydiqa_bpb": "TyDiQA bpb", "humaneval_bpb": "HumanEval bpb"}
+# shown digits where not 1 (scores are percentages; the CSV keeps 2, see build_table)
+DECIMALS = {"heldout_loss": 2, "mmlu_bpb": 2, "gsm_bpb": 2, "bbh_bpb": 2, "tydiqa_bpb": 2,
+            "humaneval_bpb": 2}
 MIXTURE_LABELS = {"flan": "Flan-style", "single": "single-source", "mix": "mixture"}
 # The paper's column layout; rows are the config's methods, labelled by their method files.
 TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
@@ -24,6 +28,10 @@ TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
                   ("mix", "humaneval")]
 # Not in the paper: a config may add held-out instruction loss per mixture (lower is better).
 HELDOUT_COLUMNS = [("flan", "heldout_loss"), ("single", "heldout_loss"), ("mix", "heldout_loss")]
+# Nor these: answer likelihoods, bits per byte of each benchmark's reference answers (lower is
+# better), where the config asks for them.
+BPB_COLUMNS = [(role, f"{bench}_bpb") for role in ("flan", "single", "mix")
+               for bench in ("mmlu", "gsm", "bbh", "tydiqa", "humaneval")]
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
 COLUMNS = {"table1": TABLE1_COLUMNS, "table2": TABLE2_COLUMNS}
 
@@ -41,9 +49,10 @@ def _mean_cell(cells: list[Cell]) -> Cell:
 
 
 def table_columns(table: str, planned: dict) -> list[tuple[str, str]]:
-    """The paper's columns of `table`, plus the held-out loss columns the config asks for."""
+    """The paper's columns of `table`, plus the held-out loss and answer-likelihood columns the
+    config asks for."""
     asked = {p for pairs in planned.values() for p in pairs}
-    return COLUMNS[table] + [c for c in HELDOUT_COLUMNS if c in asked]
+    return COLUMNS[table] + [c for c in HELDOUT_COLUMNS + BPB_COLUMNS if c in asked]
 
 
 def build_table(index_of: Callable[[str, str, str, int], Path | str], models: list[str],
