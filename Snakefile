@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 # jobs: preparation (hub data, downloads), method resolution, tables, figures.
 localrules:
     all, downloads, download_model, build_mixture, split_heldout, prepare_benchmark, prepare_benchmark_split,
+    prepare_benchmark_bpb,
     resolve_method,
     method_table, paper_comparison, grid, figure3, table3,
 

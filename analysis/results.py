@@ -24,19 +24,21 @@ class Cell:
 
 
 # Benchmarks score a fraction shown in %; the held-out instruction loss (nats/token) and answer
-# bits per byte (keys "<bench>_bpb") are shown as they are, and lower is better for both.
-UNSCALED = {"heldout_loss"}
+# bits per byte (keys "<bench>_bpb", one per run like a benchmark) are shown as they are, and
+# lower is better for both.
+PER_ROLE = {"heldout_loss"}  # one per mixture role: index key "heldout_loss:<role>"
 BPB_SUFFIX = "_bpb"
 
 
 def result_key(role: str, bench: str) -> str:
-    """The index.json key of a column: held-out loss is per mixture role, benchmarks are not."""
-    return f"{bench}:{role}" if bench in UNSCALED else bench
+    """The index.json key of a column: held-out loss is per mixture role, benchmarks and their
+    answer likelihoods are not."""
+    return f"{bench}:{role}" if bench in PER_ROLE else bench
 
 
 def is_loss(bench: str) -> bool:
     """A loss-like score (lower is better, not a percentage): held-out loss, bits per byte."""
-    return bench in UNSCALED or bench.endswith(BPB_SUFFIX)
+    return bench in PER_ROLE or bench.endswith(BPB_SUFFIX)
 
 
 def scale_of(key: str) -> float:

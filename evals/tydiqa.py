@@ -25,6 +25,8 @@ shots), or a local GoldP-format JSON (SQuAD layout: data/paragraphs/qas) with `t
 the shot pool (the reference's setting). Without `train_path` each language's shot comes from the
 local file itself, drawn first and excluded from the items (our own mode, no reference analogue).
 No package ships TyDiQA, so the packaged source is unavailable and the cell stays empty.
+Answer likelihood (evals.answer_likelihood): the first gold answer after the answer label and a
+space, as the exemplar shows its answer.
 Normalised item schema: {"id", "lang", "context", "question", "answers" [texts]}.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ METRIC = "f1"
 HUB_ID = "google-research-datasets/tydiqa"
 DEFAULTS = {"n_per_language": 100, "shots": 1, "max_new_tokens": 50, "max_context_tokens": 1024,
             "seed": 42}
+SUBSET_KEY = "n_per_language"
 UNAVAILABLE = "no TyDiQA data: set evals.tydiqa.path or use the hub"
 # (instruction, passage label, question label, answer label), as open-instruct; the key order is
 # the reference's language order (LANGUAGES).
@@ -168,6 +171,10 @@ def build_docs(items: list[dict], fewshot: dict, cfg: dict, tokenizer) -> list[d
 
     return [{**item, "prompt": render_prompt(cut(item), [cut(s) for s in fewshot[item["lang"]][:n_shots]])}
             for item in items]
+
+
+def reference_answer(doc: dict) -> str:
+    return " " + doc["answers"][0]
 
 
 def normalize_answer(text: str) -> str:

@@ -9,9 +9,11 @@ from artifacts.atomic import write_json
 
 
 def evaluate_run(model_path: str, method: dict, run_dir: Path | None, benches: dict[str, dict],
-                 data: list[Path], heldout: list[Path], heldout_cfg: dict, index_path: Path) -> None:
+                 data: dict[str, Path], heldout: list[Path], heldout_cfg: dict, index_path: Path) -> None:
     """`run_dir` is the training run (None for an untuned method); a failed training is an error
-    here, so that the evaluation's own failure record names it."""
+    here, so that the evaluation's own failure record names it. `benches` and `data` map each
+    evaluation (a benchmark, or "<bench>_bpb" for its answer likelihood) to its config and its
+    prepared items (study.plan.Plan.eval_settings / eval_data)."""
     from baselines.eval_model import load_for_eval
     from evals import run_suite
     from finetune.heldout import heldout_loss
@@ -22,7 +24,7 @@ def evaluate_run(model_path: str, method: dict, run_dir: Path | None, benches: d
             raise RuntimeError(f"training failed: {summary['error']}")
     model, tokenizer = load_for_eval(model_path, run_dir, method)
     out_dir = Path(index_path).parent
-    files = {Path(p).name.split(".")[0]: Path(p) for p in data}  # <bench>[.<split>].jsonl
+    files = {name: Path(path) for name, path in data.items()}
     index = {name: f"{name}.json" for name in run_suite(model, tokenizer, benches, files, out_dir)}
     for path in map(Path, heldout):
         role = path.name.split(".")[0]

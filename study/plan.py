@@ -18,6 +18,9 @@ from finetune.mixtures import validate_spec
 from finetune.profiling.spec import spec_defaults
 
 BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
+# "<bench>_bpb": the answer likelihood of <bench>'s reference answers (evals.answer_likelihood)
+ANSWER_LIKELIHOODS = [f"{b}_bpb" for b in BENCHMARKS]
+EVALUATIONS = BENCHMARKS + ANSWER_LIKELIHOODS
 ROLES = ["flan", "single", "mix"]
 TABLES = ("table1", "table2")
 
@@ -119,8 +122,9 @@ class Plan:
                 and self.run_kind(run.model, run.method, run.mixture)[0] == "train")
 
     def bench_config(self, bench: str, split: str = "test") -> dict:
-        """A benchmark's config, its hub dataset read through the mirror where one is set."""
-        cfg = dict(self.config["evals"][bench])
+        """A benchmark's config, its hub dataset read through the mirror where one is set;
+        without `bpb_items`, which sizes only the answer-likelihood items (`bpb_items`)."""
+        cfg = {k: v for k, v in self.config["evals"][bench].items() if k != "bpb_items"}
         if split != "test":
             cfg["split"] = split
         if cfg.get("source") == "hub" and self.config.get("hub_mirror"):
@@ -213,7 +217,7 @@ class Plan:
             pairs = [(mixture, self.study["grid"]["score"])]
         elif mixture != NO_MIXTURE:
             pairs = [(role, b) for role, b in pairs if role == mixture]
-        benches = sorted({b for _, b in pairs if b in BENCHMARKS}, key=BENCHMARKS.index)
+        benches = sorted({b for _, b in pairs if b in EVALUATIONS}, key=EVALUATIONS.index)
         roles = sorted({role for role, b in pairs if b == "heldout_loss"}, key=ROLES.index)
         return benches, roles
 
@@ -222,14 +226,36 @@ class Plan:
         return self.study["grid"].get("split", "test") if hp != DEFAULT_HP else "test"
 
     def bench_data(self, bench: str, hp: str = DEFAULT_HP) -> str:
-        """The prepared items a run reads: <bench>.jsonl (test), <bench>.<split>.jsonl else."""
-        split = self.eval_split(hp)
-        name = bench if split == "test" else f"{bench}.{split}"
+        """The prepared items a run reads: <bench>.jsonl (test), <bench>.<split>.jsonl else; for
+        "<bench>_bpb", <bench>.bpb.jsonl where `evals.<bench>.bpb_items` sizes its own subset,
+        else the accuracy items (answer likelihoods are table columns: test split)."""
+        if bench in ANSWER_LIKELIHOODS:
+            base = bench.removesuffix("_bpb")
+            name = f"{base}.bpb" if "bpb_items" in self.config["evals"][base] else base
+        else:
+            split = self.eval_split(hp)
+            name = bench if split == "test" else f"{bench}.{split}"
         return f"{self.config['results_dir']}/data/evals/{name}.jsonl"
 
+    def bpb_items(self, bench: str) -> dict | None:
+        """The answer-likelihood subset of `bench` as prepare_benchmark's `select_cfg`
+        ({its subset key: evals.<bench>.bpb_items}), or None: the accuracy items."""
+        cfg = self.config["evals"][bench]
+        if "bpb_items" not in cfg:
+            return None
+        from evals.data import subset_key
+
+        return {subset_key(bench): cfg["bpb_items"]}
+
+    def eval_data(self, mixture: str, hp: str) -> dict[str, str]:
+        """Each evaluation of a run (benchmark or "<bench>_bpb") -> the items file it reads."""
+        return {b: self.bench_data(b, hp) for b in self.evaluations_for(mixture, hp)[0]}
+
     def eval_settings(self, mixture: str, hp: str) -> dict[str, dict]:
-        """Each benchmark's config for a run's evaluation, with the split it is scored on."""
-        return {b: self.bench_config(b, self.eval_split(hp)) for b in self.evaluations_for(mixture, hp)[0]}
+        """Each evaluation's config for a run: its benchmark's, with the split it is scored on."""
+        return {b: (self.bench_config(b.removesuffix("_bpb")) if b in ANSWER_LIKELIHOODS
+                    else self.bench_config(b, self.eval_split(hp)))
+                for b in self.evaluations_for(mixture, hp)[0]}
 
     def sft_runs(self) -> list[str]:
         """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""

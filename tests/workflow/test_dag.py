@@ -40,6 +40,7 @@ def test_smoke_dry_run_is_one_lora_cell():
     counts = job_counts(proc.stdout)
     assert counts["train"] == 1 and counts["evaluate"] == 1
     assert counts["prepare_benchmark"] == 1  # GSM only
+    assert counts["prepare_benchmark_bpb"] == 1  # GSM's answer likelihood, on its own 8 items
 
 
 def test_no_target_is_the_whole_study_so_the_report_covers_every_output():

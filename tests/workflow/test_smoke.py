@@ -1,4 +1,5 @@
-"""The smoke slice, end to end: real SmolLM2-135M, packaged data, LoRA steps, GSM, Table 1."""
+"""The smoke slice, end to end: real SmolLM2-135M, packaged data, LoRA steps, GSM and its
+answer likelihood, Table 1."""
 import json
 import os
 import subprocess
@@ -29,9 +30,11 @@ def test_smoke_slice_writes_one_real_cell(tmp_path):
 
     table = pd.read_csv(results / "table1.csv")
     values = table[[c for c in table.columns if "/" in c and not c.endswith(DERIVED_SUFFIXES)]]
-    assert values.notna().sum().sum() == 1, table.to_string()
+    assert values.notna().sum().sum() == 2, table.to_string()
     lora = table.set_index("method").loc["LoRA"]
     assert 0.0 <= lora["mix/gsm_low"] <= lora["mix/gsm"] <= lora["mix/gsm_high"] <= 100.0
+    assert lora["mix/gsm_bpb_low"] <= lora["mix/gsm_bpb"] <= lora["mix/gsm_bpb_high"]
+    assert lora["mix/gsm_bpb"] > 0.0  # bits per byte of the gold solutions
     assert (results / "table1_vs_reference.md").exists()  # LoRA is the reference: no rows
     assert list(table["method"]) == ["LoRA"]  # the rows are the config's methods
     assert "not run in this config (flan/mmlu" in lora["notes"]  # and the columns the paper's
@@ -44,3 +47,5 @@ def test_smoke_slice_writes_one_real_cell(tmp_path):
     gsm = json.loads((results / "evals/smollm2-135m/mix/lora/default/seed0/gsm.json").read_text())
     assert gsm["n_items"] == 4 and len(gsm["samples"]) == 4
     assert "Answer the following questions." in gsm["samples"][0]["prompt"]
+    bpb = json.loads((results / "evals/smollm2-135m/mix/lora/default/seed0/gsm_bpb.json").read_text())
+    assert bpb["n_items"] == 8 and all(x["bits"] > 0 and x["bytes"] > 0 for x in bpb["samples"])

@@ -90,3 +90,18 @@ def test_mean_over_seeds_and_missing_seed(tmp_path):
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9
     t = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, {"lora": cols}, [0, 1, 2])
     assert abs(t.loc[0, "mix/gsm"] - 30.0) < 1e-9 and "2 of 3 seeds" in t.loc[0, "notes"]
+
+
+def test_answer_likelihood_columns_are_extra_unscaled_and_only_where_asked(tmp_path):
+    write_eval(tmp_path, "m", "mix", "lora", {"gsm": 0.5, "gsm_bpb": 1.2345})
+    planned = {"lora": [("mix", "gsm"), ("mix", "gsm_bpb")]}
+    cols = tables.table_columns("table1", planned)
+    assert cols == tables.TABLE1_COLUMNS + [("mix", "gsm_bpb")]
+    assert ("mix", "gsm_bpb") not in tables.table_columns("table1", {"lora": [("mix", "gsm")]})
+    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, planned, [0])
+    row = table.iloc[0]
+    assert (row["mix/gsm"], row["mix/gsm_bpb"]) == (50.0, 1.23)  # bits per byte, not a percentage
+    out = tmp_path / "table1.csv"
+    tables.write_table(table, out)
+    md = out.with_suffix(".md").read_text()
+    assert "mixture GSM bpb" in md and "1.23" in md

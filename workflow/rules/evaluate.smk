@@ -9,7 +9,7 @@ def eval_inputs(wildcards):
     benches, roles = PLAN.evaluations_for(run.mixture, run.hp)
     inputs = {"model": PLAN.eval_model_inputs(run),
               "method": str(LAYOUT.method_file(run)),
-              "data": [PLAN.bench_data(b, run.hp) for b in benches],
+              "data": sorted(set(PLAN.eval_data(run.mixture, run.hp).values())),
               "heldout": [f"{RESULTS}/data/mixtures/{r}.heldout.jsonl" for r in roles]}
     if PLAN.is_trained(run):
         inputs["run"] = str(LAYOUT.summary(run))
@@ -24,6 +24,7 @@ rule evaluate:
     params:
         model=lambda w: PLAN.eval_model_path(run_of(w)),
         benches=lambda w: PLAN.eval_settings(w.mixture, w.hp),
+        data=lambda w: PLAN.eval_data(w.mixture, w.hp),
         heldout=config["heldout"],
     log:
         f"{RESULTS}/logs/evaluate/{RUN.key}.log",

@@ -125,3 +125,16 @@ use rule prepare_benchmark as prepare_benchmark_split with:
         cfg=lambda w: PLAN.bench_config(w.bench, w.split),
     log:
         f"{RESULTS}/logs/prepare_benchmark/{{bench}}.{{split}}.log",
+
+
+# Answer likelihoods ("<bench>_bpb") with their own subset size (evals.<bench>.bpb_items): the same
+# source and exemplars, more items (evals.data.prepare_benchmark's select_cfg).
+use rule prepare_benchmark as prepare_benchmark_bpb with:
+    output:
+        data=f"{RESULTS}/data/evals/{{bench}}.bpb.jsonl",
+        manifest=f"{RESULTS}/data/evals/{{bench}}.bpb.jsonl.manifest.json",
+    params:
+        cfg=lambda w: PLAN.bench_config(w.bench),
+        select_cfg=lambda w: PLAN.bpb_items(w.bench),
+    log:
+        f"{RESULTS}/logs/prepare_benchmark/{{bench}}.bpb.log",

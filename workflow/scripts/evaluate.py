@@ -14,4 +14,4 @@ to_rule_log(sm.log[0])
 run_dir = Path(sm.input.run).parent if "run" in sm.input.keys() else None
 record_failures(sm.output[0], lambda: evaluate_run(
     sm.params.model, json.loads(Path(sm.input.method).read_text()), run_dir, sm.params.benches,
-    list(sm.input.data), list(sm.input.heldout), sm.params.heldout, Path(sm.output[0])))
+    sm.params.data, list(sm.input.heldout), sm.params.heldout, Path(sm.output[0])))

@@ -6,4 +6,6 @@ from study.rule_log import to_rule_log
 
 sm = snakemake  # noqa: F821
 to_rule_log(sm.log[0])
-prepare_benchmark(sm.wildcards.bench, sm.params.cfg, Path(sm.config["cache_dir"]), Path(sm.output.data))
+select_cfg = sm.params.select_cfg if "select_cfg" in sm.params.keys() else None
+prepare_benchmark(sm.wildcards.bench, sm.params.cfg, Path(sm.config["cache_dir"]), Path(sm.output.data),
+                  select_cfg)
