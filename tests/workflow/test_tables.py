@@ -98,10 +98,10 @@ def test_answer_likelihood_columns_are_extra_unscaled_and_only_where_asked(tmp_p
     cols = tables.table_columns("table1", planned)
     assert cols == tables.TABLE1_COLUMNS + [("mix", "gsm_bpb")]
     assert ("mix", "gsm_bpb") not in tables.table_columns("table1", {"lora": [("mix", "gsm")]})
-    table = tables.build_table(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, planned, [0])
+    table = build(index_in(tmp_path), ["m"], {"lora": "LoRA"}, cols, planned, [0])
     row = table.iloc[0]
-    assert (row["mix/gsm"], row["mix/gsm_bpb"]) == (50.0, 1.23)  # bits per byte, not a percentage
+    assert (row["mix/gsm"], row["mix/gsm_bpb"]) == (50.0, 1.2345)  # bits per byte, not a percentage
     out = tmp_path / "table1.csv"
     tables.write_table(table, out)
     md = out.with_suffix(".md").read_text()
-    assert "mixture GSM bpb" in md and "1.23" in md
+    assert "mixture GSM bits/byte" in md and "1.23" in md
