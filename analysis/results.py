@@ -17,6 +17,13 @@ class Cell:
 
 # Benchmarks score a fraction shown in %; the held-out instruction loss is a loss in nats/token.
 UNSCALED = {"heldout_loss"}
+# Scores where lower is better (a loss); every benchmark score is an accuracy (higher is better).
+LOWER_IS_BETTER = {"heldout_loss"}
+
+
+def better_direction(score: str) -> str:
+    """"lower" or "higher": which way `score` improves (the grid's pick, Figure 4's labels)."""
+    return "lower" if score in LOWER_IS_BETTER else "higher"
 
 
 def result_key(role: str, bench: str) -> str:
