@@ -62,9 +62,11 @@ def grid_winner(table_csv: Path | str, model: str, method: str) -> dict | None:
                              f"(columns: {reader.fieldnames})")
         rows = [row for row in reader if row["model"] == model and row["method_id"] == method]
     if len(rows) > 1:
-        raise ValueError(f"{path}: {len(rows)} rows for ({model}, {method}); Table 4 has one per model and method")
+        raise ValueError(f"{path}: {len(rows)} rows for ({model}, {method}); "
+                         "Table 4 has one per model and method")
     if rows and not parse_hp(rows[0]["hp"]):
-        raise ValueError(f"{path}: the row for ({model}, {method}) names no grid point (hp {rows[0]['hp']!r})")
+        raise ValueError(f"{path}: the row for ({model}, {method}) names no grid point "
+                         f"(hp {rows[0]['hp']!r})")
     return rows[0] if rows else None
 
 
@@ -186,7 +188,7 @@ class Plan:
 
         A covered (model, method) without a scored grid point (every point failed) trains the
         method's defaults, and says so: like any failure, it leaves the rest of the table
-        intact, and its row's setting column shows that it is untuned."""
+        intact, and its row's setting column shows that its setting was not searched."""
         if not self.takes_grid_winner(run):
             return {**self.base_method(run), SETTING_SOURCE: self._default_setting(run)}
         if grid_table is None:
@@ -217,13 +219,15 @@ class Plan:
         """`setting_source` of a run that takes no grid winner: a grid point, an untuned or a
         released model, or a table run of a method the grid does not search here."""
         kind, value = self.run_kind(run.model, run.method, run.mixture)
+        path = f"{methods_dir()}/{run.method}.yaml"
         if kind == "released":
             return {"summary": f"released model {value}",
-                    "detail": f"{methods_dir()}/{run.method}.yaml: released.{self.model_size(run.model)}.{run.mixture}"}
+                    "detail": f"{path}: released.{self.model_size(run.model)}.{run.mixture}"}
         if method_facts(run.method)["untuned"]:
-            return {"summary": "untuned", "detail": f"{methods_dir()}/{run.method}.yaml: builder untuned"}
+            return {"summary": "untuned", "detail": f"{path}: builder untuned"}
         if run.hp != DEFAULT_HP:
-            return {"summary": f"grid point {run.hp}", "detail": f"{self._defaults_detail(run)} + grid point {run.hp}"}
+            return {"summary": f"grid point {run.hp}",
+                    "detail": f"{self._defaults_detail(run)} + grid point {run.hp}"}
         searched = run.model in self.study["grid"]["models"] and run.method in self.searched_methods()
         why = "grid winners off" if searched else "no grid"
         given = "method defaults + method_overrides" if self.config["method_overrides"].get(run.method) \

@@ -63,6 +63,15 @@ def test_best_settings_lower_and_higher_is_better():
     assert worst.loc["LoRA", "score"] > 2.0
 
 
+def test_best_settings_compares_points_by_their_mean_over_seeds():
+    """One lucky seed does not win: lr 1e-3 scores 1.0 and 3.0 (mean 2.0), lr 1e-4 1.5 twice."""
+    rows = [{"model": "m", "method": "lora", "hp": hp, "searched": "lr", "lr": lr, "score": score}
+            for hp, lr, scores in [("lr=0.001", 1e-3, (1.0, 3.0)), ("lr=0.0001", 1e-4, (1.5, 1.5, None))]
+            for score in scores]
+    best = figures.best_settings(pd.DataFrame(rows), lower_is_better=True, labels=LABELS)
+    assert best[["hp", "score"]].values.tolist() == [["lr=0.0001", 1.5]]
+
+
 def figure4_axes(monkeypatch, tmp_path, grid, score):
     """Each panel's (title, x label, y label), colorbars apart, and their score labels."""
     seen = {}
