@@ -206,7 +206,7 @@ class Plan:
                                   self.model_size(run.model), sources={k: where for k in point})
         score = self.study["grid"]["score"]
         setting = {"summary": ", ".join(f"{k} {v}" for k, v in point.items()) + " (grid)",
-                   "detail": f"grid: {grid_table}, best dev score {score} {winner['score']} "
+                   "detail": f"grid: {grid_table}, best dev score {score} {float(winner['score']):.4g} "
                              f"({better_direction(score)} is better) at {winner['hp']}"}
         return {**resolved, SETTING_SOURCE: setting}
 
