@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from analysis.results import better_direction  # noqa: E402
 from artifacts.atomic import atomic_path  # noqa: E402
 
 
@@ -55,46 +56,90 @@ def figure3(runs: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
 
 
 def best_settings(grid: pd.DataFrame, lower_is_better: bool, labels: dict[str, str]) -> pd.DataFrame:
-    """Table 4: the best hyperparameters per (model, method) by the dev score; `labels` maps a
-    method to its row label."""
+    """Table 4: the best grid point (`hp`) per (model, method) by its dev score, the mean over
+    its scored seeds, with its method id (what the table runs' resolver looks up) beside the row
+    label that `labels` maps it to."""
     scored = grid.dropna(subset=["score"])
+    point = ["model", "method", "hp"]
+    scored = scored.assign(score=scored.groupby(point)["score"].transform("mean")).drop_duplicates(point)
     pick = scored.groupby(["model", "method"])["score"].idxmin() if lower_is_better else \
         scored.groupby(["model", "method"])["score"].idxmax()
-    best = scored.loc[pick.values].copy()
-    best["method"] = best["method"].map(lambda m: labels.get(m, m))
+    best = scored.loc[pick.values].rename(columns={"method": "method_id"})
+    best.insert(best.columns.get_loc("method_id") + 1, "method",
+                [labels.get(m, m) for m in best["method_id"]])
     return best.reset_index(drop=True)
 
 
+HP_LABELS = {"lr": "learning rate", "r": "budget (LoRA-equivalent rank r)",
+             "weight_decay": "weight decay"}
+
+
+def figure4_panels(grid: pd.DataFrame) -> list[tuple[str, tuple[str, ...]]]:
+    """(method, searched hyperparameters) per search, each a panel of Figure 4: the grid's
+    `searched` column names what each point's search varied ("lr,r", "weight_decay")."""
+    panels = []
+    for method in sorted(grid["method"].unique()):
+        for searched in dict.fromkeys(grid.loc[grid["method"] == method, "searched"]):
+            panels.append((method, tuple(searched.split(","))))
+    return panels
+
+
+def _heatmap(fig, ax, points: pd.DataFrame, keys: tuple[str, ...], score_axis: str) -> None:
+    """The score over the first two searched hyperparameters (any others averaged)."""
+    heat = points.pivot_table(index=keys[1], columns=keys[0], values="score", aggfunc="mean",
+                              dropna=False)
+    im = ax.imshow(heat.values.astype(float), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(heat.shape[1]), [f"{v:g}" for v in heat.columns], rotation=45)
+    ax.set_yticks(range(heat.shape[0]), [f"{v:g}" for v in heat.index])
+    for (i, j), v in np.ndenumerate(heat.values.astype(float)):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xlabel(HP_LABELS.get(keys[0], keys[0]))
+    ax.set_ylabel(HP_LABELS.get(keys[1], keys[1]))
+    fig.colorbar(im, ax=ax, label=score_axis)
+
+
+def _line(ax, points: pd.DataFrame, key: str, score_axis: str) -> None:
+    """The score against the one searched hyperparameter."""
+    line = points.groupby(key)["score"].mean().dropna()
+    ax.plot(line.index.astype(float), line.values, marker="o")
+    if key == "weight_decay":
+        ax.set_xscale("symlog", linthresh=0.1)  # the searches start at 0
+    elif (line.index.astype(float) > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel(HP_LABELS.get(key, key))
+    ax.set_ylabel(score_axis)
+
+
 def figure4(grid: pd.DataFrame, score_label: str, path: Path, labels: dict[str, str]) -> None:
-    """Heatmaps of the dev score over learning rate x budget (r), one panel per method,
-    plus the score against weight decay where the grid varies it."""
-    methods = sorted(grid["method"].unique())
-    n = max(len(methods), 1)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.4), squeeze=False)
-    for col, method in enumerate(methods):
-        sub = grid[grid["method"] == method]
-        lr_r = sub[sub["weight_decay"] == sub["weight_decay"].min()] if "weight_decay" in sub else sub
-        heat = lr_r.pivot_table(index="r", columns="lr", values="score", aggfunc="mean")
-        ax = axes[0, col]
-        im = ax.imshow(heat.values, origin="lower", aspect="auto", cmap="viridis")
-        ax.set_xticks(range(heat.shape[1]), [f"{v:g}" for v in heat.columns], rotation=45)
-        ax.set_yticks(range(heat.shape[0]), [f"{v:g}" for v in heat.index])
-        for (i, j), v in np.ndenumerate(heat.values):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("budget (LoRA-equivalent rank r)")
-        ax.set_title(labels.get(method, method))
-        fig.colorbar(im, ax=ax, label=score_label)
-        wd = sub.groupby("weight_decay")["score"].mean() if "weight_decay" in sub else None
-        ax = axes[1, col]
-        if wd is not None and len(wd) > 1:
-            ax.plot(wd.index, wd.values, marker="o")
-            ax.set_xscale("symlog", linthresh=0.1)
+    """The dev score over what the grid searched: one row of panels per method, one panel per
+    search (figure4_panels), a heatmap over two hyperparameters (lr x r) or a line over one
+    (weight decay); every score axis says whether lower or higher is better."""
+    score_axis = f"{score_label} ({better_direction(score_label)} is better)"
+    panels = figure4_panels(grid) if len(grid) else []
+    methods = list(dict.fromkeys(method for method, _ in panels)) or [None]
+    n_cols = max([sum(m == method for m, _ in panels) for method in methods] + [1])
+    fig, axes = plt.subplots(len(methods), n_cols, figsize=(4.2 * n_cols, 3.4 * len(methods)),
+                             squeeze=False)
+    used = set()
+    for method, keys in panels:
+        row = methods.index(method)
+        col = sum(1 for (r, c) in used if r == row)
+        used.add((row, col))
+        ax = axes[row, col]
+        points = grid[(grid["method"] == method) & (grid["searched"] == ",".join(keys))]
+        if len(keys) > 1:
+            _heatmap(fig, ax, points, keys, score_axis)
         else:
-            ax.text(0.5, 0.5, "weight decay not varied", ha="center", transform=ax.transAxes)
-        ax.set_xlabel("weight decay")
-        ax.set_ylabel(score_label)
-    fig.suptitle("Figure 4: hyperparameter search (dev score)")
+            _line(ax, points, keys[0], score_axis)
+        others = f" (mean over {', '.join(keys[2:])})" if len(keys) > 2 else ""
+        ax.set_title(labels.get(method, method) + others)
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "no grid point in this config", ha="center", transform=axes[0, 0].transAxes)
+        used.add((0, 0))
+    for (row, col), ax in np.ndenumerate(axes):
+        if (row, col) not in used:
+            fig.delaxes(ax)
+    fig.suptitle(f"Figure 4: hyperparameter search (dev score {score_axis})")
     fig.tight_layout()
     _save(fig, path)

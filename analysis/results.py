@@ -30,6 +30,11 @@ PER_ROLE = {"heldout_loss"}  # one per mixture role: index key "heldout_loss:<ro
 BPB_SUFFIX = "_bpb"
 
 
+def better_direction(score: str) -> str:
+    """"lower" or "higher": which way `score` improves (the grid's pick, Figure 4's labels)."""
+    return "lower" if is_loss(score) else "higher"
+
+
 def result_key(role: str, bench: str) -> str:
     """The index.json key of a column: held-out loss is per mixture role, benchmarks and their
     answer likelihoods are not."""

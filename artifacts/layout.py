@@ -3,6 +3,7 @@
     results/runs/<run>/      method.json, train_summary.json, metrics.jsonl, artifact/, checkpoints/
     results/evals/<run>/     index.json and one result file per benchmark
     results/profile/<model>/<method>/<ckpt|nockpt>.json   Table 3 measurements
+    results/table4.csv       the grid's winners (Table 4)
 
 where <run> is `<model>/<mixture role>/<method>/<hyperparameter tag>/seed<N>`. An untuned model
 has mixture role "none"; the tag is "default" (method file plus config overrides) or a grid
@@ -68,6 +69,10 @@ class Layout:
 
     def eval_index(self, run: Run) -> Path:
         return self.eval_dir(run) / "index.json"
+
+    def grid_table(self) -> Path:
+        """Table 4: the grid's best setting per model and method, which table runs train with."""
+        return self.root / "table4.csv"
 
     def profile_record(self, model: str, method: str, checkpointing: bool | str) -> Path:
         ckpt = checkpointing if isinstance(checkpointing, str) else ("ckpt" if checkpointing else "nockpt")

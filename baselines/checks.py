@@ -20,7 +20,10 @@ SCHEMA_PATH = Path(__file__).with_name("method.schema.yaml")
 # Keys of a resolved method that the training loop consumes; everything else is the builder's.
 LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize", "optimizer", "activation_checkpointing",
                        "weights_dtype"})
-IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size"})
+# Where a resolved method's hyperparameters came from (study.plan writes it into method.json):
+# a record for people and the tables, never a builder's argument.
+SETTING_SOURCE = "setting_source"
+IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size", SETTING_SOURCE})
 
 SFT_KEYS = frozenset({"selection", "r", "target_modules", "reselection_steps", "accumulation_steps",
                       "initial_reselection_rate", "schedule", "sm3_momentum", "sm3_beta"})

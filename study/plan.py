@@ -7,11 +7,15 @@ Data flows one way: config -> prepared model and data -> runs/<run>/ (train) -> 
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 from importlib import import_module
+from pathlib import Path
 
+from analysis.results import better_direction
 from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
+from baselines.checks import SETTING_SOURCE
 from baselines.config import (available_methods, method_facts, methods_dir, read_method_file,
                                resolve_method, run_plan)
 from finetune.mixtures import validate_spec
@@ -43,6 +47,30 @@ def parse_hp(tag: str) -> dict:
 
 def hp_tag(values: dict) -> str:
     return ",".join(f"{k}={json.dumps(values[k])}" for k in sorted(values))
+
+
+# What the resolver reads from Table 4 (study.collect.grid_outputs writes it).
+GRID_TABLE_COLUMNS = ("model", "method_id", "hp", "score")
+
+
+def grid_winner(table_csv: Path | str, model: str, method: str) -> dict | None:
+    """Table 4's row for (model, method): its best grid point's tag (`hp`) and dev score (`score`);
+    None where the table has no row for it (every grid point of it failed or has no score)."""
+    path = Path(table_csv)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in GRID_TABLE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not this harness's Table 4: no column {missing} "
+                             f"(columns: {reader.fieldnames})")
+        rows = [row for row in reader if row["model"] == model and row["method_id"] == method]
+    if len(rows) > 1:
+        raise ValueError(f"{path}: {len(rows)} rows for ({model}, {method}); "
+                         "Table 4 has one per model and method")
+    if rows and not parse_hp(rows[0]["hp"]):
+        raise ValueError(f"{path}: the row for ({model}, {method}) names no grid point "
+                         f"(hp {rows[0]['hp']!r})")
+    return rows[0] if rows else None
 
 
 class Plan:
@@ -146,14 +174,72 @@ class Plan:
     def method_overrides(self, method: str, hp: str) -> dict:
         return {**self.config["method_overrides"].get(method, {}), **parse_hp(hp)}
 
-    def resolved_method(self, run: Run) -> dict:
-        """The method a run trains, or for a released model what evaluation loads."""
+    def base_method(self, run: Run) -> dict:
+        """The method a run trains before any grid winner (method file < model size < config
+        overrides < grid tag), or for a released model what evaluation loads."""
         kind, value = self.run_kind(run.model, run.method, run.mixture)
         if kind == "released":
             return {"name": run.method, "builder": "untuned", "released": value,
                     "model_size": self.model_size(run.model)}
         return resolve_method(run.method, self.method_overrides(run.method, run.hp),
                               self.model_size(run.model))
+
+    def resolved_method(self, run: Run, grid_table: Path | str | None = None) -> dict:
+        """What `runs/<run>/method.json` holds: base_method, and for a run that takes the grid's
+        winner (takes_grid_winner) the winning point's hyperparameters from `grid_table` (Table
+        4) on top of the config's overrides, exactly as that point trained; `setting_source`
+        says where the setting came from.
+
+        A covered (model, method) without a scored grid point (every point failed) trains the
+        method's defaults, and says so: like any failure, it leaves the rest of the table
+        intact, and its row's setting column shows that its setting was not searched."""
+        if not self.takes_grid_winner(run):
+            return {**self.base_method(run), SETTING_SOURCE: self._default_setting(run)}
+        if grid_table is None:
+            raise ValueError(f"{run.key} trains with the grid's winner for ({run.model}, {run.method}): "
+                             f"it needs Table 4 ({self.layout.grid_table()})")
+        winner = grid_winner(grid_table, run.model, run.method)
+        if winner is None:
+            setting = {"summary": "method defaults (grid found no winner)",
+                       "detail": f"{self._defaults_detail(run)}: {grid_table} has no scored grid point for "
+                                 f"({run.model}, {run.method}) (every point failed or has no score)"}
+            return {**self.base_method(run), SETTING_SOURCE: setting}
+        point = parse_hp(winner["hp"])
+        where = f"{grid_table}: winner {winner['hp']} of ({run.model}, {run.method})"
+        resolved = resolve_method(run.method, {**self.method_overrides(run.method, run.hp), **point},
+                                  self.model_size(run.model), sources={k: where for k in point})
+        score = self.study["grid"]["score"]
+        setting = {"summary": ", ".join(f"{k} {v}" for k, v in point.items()) + " (grid)",
+                   "detail": f"grid: {grid_table}, best dev score {score} {float(winner['score']):.4g} "
+                             f"({better_direction(score)} is better) at {winner['hp']}"}
+        return {**resolved, SETTING_SOURCE: setting}
+
+    def _defaults_detail(self, run: Run) -> str:
+        overridden = sorted(self.config["method_overrides"].get(run.method, {}))
+        return (f"{methods_dir()}/{run.method}.yaml at size {self.model_size(run.model)}"
+                + (f" + method_overrides.{run.method} ({', '.join(overridden)})" if overridden else ""))
+
+    def _default_setting(self, run: Run) -> dict:
+        """`setting_source` of a run that takes no grid winner: a grid point, an untuned or a
+        released model, or a table run of a method the grid does not search here."""
+        kind, value = self.run_kind(run.model, run.method, run.mixture)
+        path = f"{methods_dir()}/{run.method}.yaml"
+        if kind == "released":
+            return {"summary": f"released model {value}",
+                    "detail": f"{path}: released.{self.model_size(run.model)}.{run.mixture}"}
+        if method_facts(run.method)["untuned"]:
+            return {"summary": "untuned", "detail": f"{path}: builder untuned"}
+        if run.hp != DEFAULT_HP:
+            return {"summary": f"grid point {run.hp}",
+                    "detail": f"{self._defaults_detail(run)} + grid point {run.hp}"}
+        searched = run.model in self.study["grid"]["models"] and run.method in self.searched_methods()
+        why = "grid winners off" if searched else "no grid"
+        given = "method defaults + method_overrides" if self.config["method_overrides"].get(run.method) \
+            else "method defaults"
+        return {"summary": f"{given} ({why})",
+                "detail": f"{self._defaults_detail(run)} ("
+                          + ("study.grid.apply_winners: false" if searched
+                             else f"no grid search for {run.method} on {run.model}") + ")"}
 
     def table_methods(self, table: str) -> list[str]:
         """The table's methods, with "*" standing for every method file the config does not list
@@ -286,11 +372,29 @@ class Plan:
                 tags += [tag] if tag not in tags else []
         return tags
 
+    def searched_methods(self) -> list[str]:
+        return list(dict.fromkeys(search["method"] for search in self.study["grid"]["searches"]))
+
+    def takes_grid_winner(self, run: Run) -> bool:
+        """Whether a run trains with the grid's best setting (Table 4): a table run (tag
+        "default") of a trained method that the grid searches on this model, unless
+        `study.grid.apply_winners` is false. A grid point never does (it is what the winner is
+        picked from), so the DAG has no cycle. A table run on the grid's mixture with the
+        winning setting repeats that point's training: the DAG is fixed before the winner is
+        known, so it cannot name the point's folder instead."""
+        grid = self.study["grid"]
+        return (grid.get("apply_winners", True) and run.hp == DEFAULT_HP
+                and run.model in grid["models"] and run.method in self.searched_methods()
+                and self.is_trained(run))
+
+    def method_inputs(self, run: Run) -> list[str]:
+        """What resolving a run's method reads: Table 4 where it takes the grid's winner."""
+        return [str(self.layout.grid_table())] if self.takes_grid_winner(run) else []
+
     def grid_inputs(self) -> list[str]:
         grid = self.study["grid"]
-        methods = dict.fromkeys(search["method"] for search in grid["searches"])
         return [str(self.layout.eval_index(Run(model, grid["mixture"], method, hp, seed)))
-                for model in grid["models"] for method in methods
+                for model in grid["models"] for method in self.searched_methods()
                 for hp in self.grid_points(method) for seed in self.study["seeds"]]
 
     # --- Table 3 -------------------------------------------------------------------------------

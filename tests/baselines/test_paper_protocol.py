@@ -78,10 +78,11 @@ def test_the_paper_profile_trains_spiel_on_the_papers_schedule():
     from artifacts.layout import Run
 
     plan = Plan(merged("config.yaml", "paper.yaml"))
-    for method in ("sft-ag", "sft-ma", "qsft-ag", "qsft-ma"):
-        resolved = plan.resolved_method(Run("llama2-7b", "mix", method))
+    for method in ("sft-ag", "sft-ma", "qsft-ag", "qsft-ma"):  # before any grid winner
+        resolved = plan.base_method(Run("llama2-7b", "mix", method))
         assert (resolved["reselection_steps"], resolved["accumulation_steps"]) == (20, 5), method
-    assert plan.resolved_method(Run("llama2-7b", "mix", "sft-ag"))["r"] == 64  # Table 4
+    assert plan.base_method(Run("llama2-7b", "mix", "sft-ag"))["r"] == 64  # Table 4
+    assert plan.resolved_method(Run("llama2-13b", "mix", "sft-ag"))["r"] == 64  # no 13b grid
 
 
 def test_sift_takes_its_own_papers_settings(tiny_model_dir):

@@ -34,6 +34,45 @@ def test_embedded_default_dry_run():
     assert counts["method_table"] == 1
 
 
+def dry_run_jobs(*args) -> dict[str, list[dict]]:
+    """Each job of a (non-quiet) dry run, by rule: its fields (input, output, wildcards, ...)."""
+    proc = subprocess.run([*SNAKEMAKE, "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule )", proc.stdout)[1:]:
+        rule = block.split(":")[0].split(" ", 1)[1]
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:]
+                      if ": " in line and line.startswith("    "))
+        jobs.setdefault(rule, []).append(fields)
+    return jobs
+
+
+def test_table_runs_the_grid_covers_wait_for_table4_and_grid_points_do_not():
+    """Table 1's LoRA, SFT-AG and SFT-MA train with Table 4's winner: resolving their method reads
+    results/table4.csv, which the grid writes from its own points, which never read it."""
+    jobs = dry_run_jobs("results/table1.csv")
+    assert len(jobs["grid"]) == 1 and jobs["grid"][0]["output"].startswith("results/table4.csv")
+    reads_table4 = {}
+    for job in jobs["resolve_method"]:
+        wildcards = dict(item.split("=", 1) for item in job["wildcards"].split(", "))
+        reads_table4[wildcards["method"], wildcards["mixture"], wildcards["hp"]] = \
+            job.get("input") == "results/table4.csv"
+    for method in ("lora", "sft-ag", "sft-ma"):
+        for role in ("flan", "single", "mix"):
+            assert reads_table4[method, role, "default"], (method, role)
+        points = [key for key in reads_table4 if key[0] == method and key[2] != "default"]
+        assert len(points) == 4 and not any(reads_table4[key] for key in points), method
+    for method in ("full", "ia3", "sift", "original"):  # not searched: the method file's defaults
+        assert not any(read for key, read in reads_table4.items() if key[0] == method), method
+
+
+def test_apply_winners_false_keeps_table1_off_the_grid(tmp_path):
+    off = tmp_path / "off.yaml"
+    off.write_text("study:\n  grid:\n    apply_winners: false\n")
+    jobs = dry_run_jobs(f"--configfile={off}", "results/table1.csv")
+    assert "grid" not in jobs and not any("input" in job for job in jobs["resolve_method"])
+
+
 def test_smoke_dry_run_is_one_lora_cell():
     proc = dry_run("--configfile=config/smoke.yaml", "results/table1.csv")
     assert proc.returncode == 0, proc.stderr
@@ -110,24 +149,18 @@ def test_paper_config_dry_runs_on_slurm_profile():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = job_counts(proc.stdout)
     # 2 sizes x 5 tuned methods x 3 mixtures, less FullFT's Tulu v2 cells (the released models
-    # are evaluated) and 13b FullFT on Flan v2 / GPT4-Alpaca (not run in the paper)
-    assert counts["train"] == 2 * 5 * 3 - 2 - 2
+    # are evaluated) and 13b FullFT on Flan v2 / GPT4-Alpaca (not run in the paper), and the 7b
+    # grid that Table 1 waits for (Appendix A: LoRA, SFT-AG, SFT-MA lr x r, SpIEL's weight decay,
+    # (IA)3's lr)
+    assert counts["train"] == (2 * 5 * 3 - 2 - 2) + (3 * 4 * 4 + 2 * 5 + 4)
+    assert counts["grid"] == 1
     assert counts["download_model"] == 4  # Llama-2 7b/13b and Tulu 2 7b/13b, once each
     assert "prepare_model" not in counts  # hub ids pass straight through
 
 
 def test_paper_jobs_ask_for_what_their_method_and_size_need():
     """7b FullFT is not a LoRA job (resources.per_method), and only GPU rules ask for a GPU."""
-    proc = subprocess.run([*SNAKEMAKE, "-n", "--workflow-profile", "slurm",
-                           "--configfile=config/paper.yaml", "results/table1.csv"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    jobs = {}
-    for block in re.split(r"\n(?=(?:local)?rule )", proc.stdout)[1:]:
-        rule = block.split(":")[0].split(" ", 1)[1]
-        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:]
-                      if ": " in line and line.startswith("    "))
-        jobs.setdefault(rule, []).append(fields)
+    jobs = dry_run_jobs("--workflow-profile", "slurm", "--configfile=config/paper.yaml", "results/table1.csv")
     train = {j["wildcards"]: j["resources"] for j in jobs["train"]}
     full = train["model=llama2-7b, mixture=flan, method=full, hp=default, seed=0"]
     lora = train["model=llama2-7b, mixture=flan, method=lora, hp=default, seed=0"]

@@ -47,6 +47,8 @@ def test_the_paper_profile_rehearses_offline(tmp_path):
     assert "not run in the paper" in table1.loc[("llama2-13b", "full"), "notes"]
     assert pd.notna(table1.loc[("llama2-7b", "full"), "mix/mmlu"])  # the released model, evaluated
     assert pd.notna(table1.loc[("llama2-7b", "full"), "flan/mmlu"])  # 7b FullFT, trained
+    assert table1.loc[("llama2-7b", "lora"), "setting"].endswith("(grid)")  # Table 4's winner
+    assert table1.loc[("llama2-13b", "lora"), "setting"] == "method defaults (no grid)"
 
     full = json.loads((results / "runs/llama2-7b/flan/full/default/seed0/train_summary.json").read_text())
     assert full["substitutions"] == ["optimizer paged_adamw_32bit -> adamw_torch (no CUDA)"]

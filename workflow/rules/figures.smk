@@ -6,7 +6,7 @@ rule grid:
     input:
         PLAN.grid_inputs(),
     output:
-        table=report(f"{RESULTS}/table4.csv", caption="../report/table4.rst", category="Hyperparameters"),
+        table=report(str(LAYOUT.grid_table()), caption="../report/table4.rst", category="Hyperparameters"),
         figure=report(f"{RESULTS}/figure4.png", caption="../report/figure4.rst", category="Hyperparameters"),
     params:
         score=PLAN.study["grid"]["score"],

@@ -1,15 +1,21 @@
 # One training run per (model, mixture, method, hyperparameter tag, seed), all through
 # finetune.train. The `hp` wildcard is "default" (method file plus config overrides) or a grid
-# point such as "lr=0.0001,r=16" (Figure 4; study.plan.Plan.grid_points). The method is resolved
-# once into the run folder (method.json); training, the torchrun processes of a multi-GPU run,
-# evaluation and the grid all read that file.
+# point such as "lr=0.0001,r=16" (Figure 4; study.plan.Plan.grid_points); a "default" run of a
+# method the grid searches on its model trains with the grid's winner (Table 4). The method is
+# resolved once into the run folder (method.json); training, the torchrun processes of a
+# multi-GPU run, evaluation, the grid and the tables' setting column all read that file.
 
 
 rule resolve_method:
+    input:
+        # Table 4, for a table run that trains with the grid's winner (study.grid.apply_winners);
+        # grid points never read it (study.plan.Plan.takes_grid_winner)
+        lambda w: PLAN.method_inputs(run_of(w)),
     output:
         str(LAYOUT.method_file(RUN)),
     params:
-        method=lambda w: PLAN.resolved_method(run_of(w)),
+        # the resolution before the winner: a changed method file or override reruns the job
+        base=lambda w: PLAN.base_method(run_of(w)),
     log:
         f"{RESULTS}/logs/resolve_method/{RUN.key}.log",
     threads: 1
