@@ -177,9 +177,12 @@ def _cell_text(row, col: str, style: str) -> str:
 
 
 def _shown(table: pd.DataFrame, style: str) -> pd.DataFrame:
-    """The table for people: one text cell per value column, columns labelled; no method id."""
+    """The table for people: one text cell per value column, columns labelled; no method id.
+    Markdown also shows the setting each row trained with and the notes; LaTeX, the paper's
+    layout, does not."""
     value_cols = [c for c in table.columns if "/" in c and not c.endswith(DERIVED_SUFFIXES)]
-    out = table[["model", "method"]].astype(object).copy()
+    heading = ["model", "method"] + (["setting"] if style == "md" and "setting" in table else [])
+    out = table[heading].astype(object).copy()
     for col in value_cols:
         out[display_label(col)] = [_cell_text(row, col, style) for _, row in table.iterrows()]
     if style == "md":

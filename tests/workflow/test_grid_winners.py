@@ -169,7 +169,8 @@ def test_tables_carry_the_setting_column(tmp_path):
             path = plan.layout.method_file(run)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(plan.resolved_method(run, table4)))
-    table = method_table(plan, "table1", plan.layout.root / "table1.csv").set_index("method_id")
+    table = method_table(plan, "table1", plan.layout.root / "table1.csv",
+                         plan.layout.root / "table1_vs_reference.csv").set_index("method_id")
     assert list(table.columns[:3]) == ["model", "method", "setting"]
     assert table.loc["lora", "setting"] == "lr 0.001, r 4 (grid)"
     assert table.loc["ia3", "setting"] == "method defaults (no grid)"
