@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.cost_model.memory import (GIB, MemoryBreakdown, cuda_cap_gib, gpu_total_gib,
-                                        memory)
+                                        peak_memory)
 from analysis.cost_model.methods import TABLE3_METHODS, Method, Setup, floor_of
 from analysis.cost_model.shapes import ModelShape, load_shape
 from analysis.cost_model.timing import DEVICES, step_cost, time_vs_floor
@@ -46,8 +46,8 @@ def predict(shape: ModelShape, method: Method, setup: Setup, device: str | None 
     device = device or ("a100" if setup.device == "cuda" else "cpu")
     if device not in DEVICES:
         raise ValueError(f"unknown device profile {device!r}; known: {sorted(DEVICES)}")
-    own = memory(shape, method, setup, paper_code, paged_optimizer)
-    floor = memory(shape, floor_of(method), setup)
+    own = peak_memory(shape, method, setup, paper_code, paged_optimizer)
+    floor = peak_memory(shape, floor_of(method), setup)
     cuda = setup.device == "cuda"
     return Prediction(own, floor, own.peak / GIB, (own.peak - floor.peak) / GIB,
                       cuda_cap_gib(own) if cuda else None, gpu_total_gib(own) if cuda else None,

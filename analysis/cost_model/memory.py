@@ -199,7 +199,7 @@ def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
     return 0.0
 
 
-def memory(shape: ModelShape, method: Method, setup: Setup, paper_code: bool = False,
+def peak_memory(shape: ModelShape, method: Method, setup: Setup, paper_code: bool = False,
            paged_optimizer: bool = False) -> MemoryBreakdown:
     """The breakdown and its peak (allocated bytes, before the allocator's own overhead).
 
