@@ -5,7 +5,10 @@ from the same run: each method against LoRA (qLoRA for the 4-bit methods, as the
 compares them) and against the frozen-model floor (every weight frozen, forward + input-grad
 backward; 4-bit floor for the 4-bit methods) at the same checkpointing setting. Memory on CPU
 is the process's peak RSS; "above floor" is what the methods differ in. On CUDA the paper's
-minimal memory cap and max_memory_allocated fill their columns.
+minimal memory cap and max_memory_allocated fill their columns. Given each model's config.json,
+the cost model (analysis.cost_model) adds its predictions beside the measurements: memory above
+the floor, the peak (on CUDA the minimal cap, on CPU the allocated bytes, without the
+interpreter's own resident memory) and the step time over the floor's.
 
     python -m study.table3 results/profile/*/*/*.json --out-dir results
 """
@@ -17,12 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.cost_model import Method, Setup, load_shape, predict
 from artifacts.atomic import atomic_path, write_text
 # The issue's goals on our CPU: (method, quantity, bound). time ratios are step-time ratios.
 GOALS = [("sft-ag", "time_vs_lora", 1.00), ("sft-ma", "time_vs_lora", 0.95),
          ("sft-ag", "time_vs_floor", 1.15), ("sft-ma", "time_vs_floor", 1.15),
          ("sft-ag", "above_floor_vs_lora", 1.00), ("sft-ma", "above_floor_vs_lora", 1.00)]
 RESELECTION_GOAL = 0.03
+PREDICTED = ("predicted_above_floor_mb", "predicted_peak_gib", "predicted_time_vs_floor")
 
 
 def read_records(paths: list[Path]) -> list[dict]:
@@ -86,10 +91,29 @@ def _order(facts: dict) -> dict[str, tuple[int, int]]:
             for m, f in facts.items()}
 
 
-def build_table3(records: list[dict], facts: dict[str, dict]) -> pd.DataFrame:
+def predicted(record: dict, config: str) -> dict:
+    """The cost model's columns for one record (its spec, its resolved method where the record
+    has one) on the model of ``config`` (a config.json, its folder or a hub id)."""
+    spec = record["spec"]
+    resolved = record.get("method_config") or {}
+    method = (Method.from_resolved({**resolved, "name": spec["method"]}) if "builder" in resolved
+              else Method.table3(spec["method"], int(spec.get("rank", 16))))
+    cuda = record.get("cuda_total_gib") is not None
+    setup = Setup(int(spec["batch_size"]), int(spec["seq_len"]), bool(spec["activation_checkpointing"]),
+                  "cuda" if cuda else "cpu")
+    p = predict(load_shape(config), method, setup)
+    return {"predicted_above_floor_mb": p.above_floor_gib * 1024,
+            "predicted_peak_gib": p.cap_gib if cuda else p.peak_gib,
+            "predicted_time_vs_floor": p.time_vs_floor}
+
+
+def build_table3(records: list[dict], facts: dict[str, dict],
+                 model_configs: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per record. `facts` (method -> its method file's label, untuned, floor and
     reference, as baselines.method_facts gives them) decides what each row is compared with
-    and the row order: each floor, then the methods measured against it, in the given order."""
+    and the row order: each floor, then the methods measured against it, in the given order.
+    `model_configs` (model -> its config.json, folder or hub id) turns on the cost model's
+    predicted columns; a model it cannot predict gets a note saying why."""
     by_key = {}
     for r in records:
         if _key(r) in by_key:
@@ -117,6 +141,12 @@ def build_table3(records: list[dict], facts: dict[str, dict]) -> pd.DataFrame:
         notes = [] if ok else [f"{r['status']}: {str(r.get('error', ''))[:200]}"]
         if ok and not fact.get("floor") and not fact.get("untuned"):
             notes.append("no floor/LoRA ratios: method outside Table 3")
+        prediction = dict.fromkeys(PREDICTED)
+        if model_configs is not None:
+            try:
+                prediction = predicted(r, model_configs.get(model, spec["model_path"]))
+            except ValueError as err:
+                notes.append(f"no prediction: {err}")
         rows.append({
             "model": model, "method": _label(facts, method), "method_id": method,
             "activation_checkpointing": ac, "status": r["status"],
@@ -131,6 +161,7 @@ def build_table3(records: list[dict], facts: dict[str, dict]) -> pd.DataFrame:
             "reselection_overhead": reselection_overhead(r) if ok else None,
             "cuda_min_cap_gib": r.get("cuda_min_cap_gib"),
             "cuda_max_allocated_gib": r.get("cuda_max_allocated_gib"),
+            **prediction,
             "notes": "; ".join(notes),
         })
     table = pd.DataFrame(rows)
@@ -167,16 +198,19 @@ def _fmt(v, spec: str) -> str:
 
 
 def to_markdown(table: pd.DataFrame, goals: pd.DataFrame, caption: str) -> str:
-    head = ("| model | method | act. ckpt | trainable | s/step | vs LoRA | vs floor | peak RSS MB "
-            "| above floor MB | vs LoRA | CUDA cap GiB | CUDA max alloc GiB | notes |")
-    lines = [caption, "", head, "|" + "---|" * 13]
+    head = ("| model | method | act. ckpt | trainable | s/step | vs LoRA | vs floor | predicted "
+            "| peak RSS MB | above floor MB | predicted | vs LoRA | CUDA cap GiB | CUDA max alloc GiB "
+            "| predicted peak GiB | notes |")
+    lines = [caption, "", head, "|" + "---|" * 16]
     for r in table.itertuples():
         lines.append("| " + " | ".join([
             r.model, r.method, "yes" if r.activation_checkpointing else "no",
             _fmt(r.trainable_params, ","), _fmt(r.time_s, ".2f"), _fmt(r.time_vs_lora, ".2f"),
-            _fmt(r.time_vs_floor, ".2f"), _fmt(r.peak_rss_mb, ".0f"), _fmt(r.above_floor_mb, ".0f"),
-            _fmt(r.above_floor_vs_lora, ".2f"), _fmt(r.cuda_min_cap_gib, "g"),
-            _fmt(r.cuda_max_allocated_gib, ".2f"), r.notes]) + " |")
+            _fmt(r.time_vs_floor, ".2f"), _fmt(r.predicted_time_vs_floor, ".2f"),
+            _fmt(r.peak_rss_mb, ".0f"), _fmt(r.above_floor_mb, ".0f"),
+            _fmt(r.predicted_above_floor_mb, ".0f"), _fmt(r.above_floor_vs_lora, ".2f"),
+            _fmt(r.cuda_min_cap_gib, "g"), _fmt(r.cuda_max_allocated_gib, ".2f"),
+            _fmt(r.predicted_peak_gib, ".2f"), r.notes]) + " |")
     lines += ["", "## Performance goals", "", "| model | act. ckpt | goal | measured | met |",
               "|---|---|---|---|---|"]
     for g in goals.itertuples():
@@ -222,12 +256,15 @@ def caption_for(table: pd.DataFrame) -> str:
     return (f"Table 3: training memory and mean time per step (batch {first.batch_size} x "
             f"{first.seq_len} tokens, {first.steps} measured steps after warm-up, one fresh "
             "process per measurement). Ratios: vs LoRA (qLoRA for 4-bit methods) and vs the "
-            "frozen-model floor at the same checkpointing setting.")
+            "frozen-model floor at the same checkpointing setting. 'predicted': the cost model "
+            "(analysis.cost_model) from the model's config.json: step time over the floor's, "
+            "memory above the floor, and the peak (CUDA: the minimal cap; CPU: allocated bytes, "
+            "without the interpreter's own resident memory).")
 
 
 def write_table3(records: list[dict], facts: dict[str, dict], csv: Path, md: Path,
-                 png: Path) -> pd.DataFrame:
-    table = build_table3(records, facts)
+                 png: Path, model_configs: dict[str, str] | None = None) -> pd.DataFrame:
+    table = build_table3(records, facts, model_configs)
     goals = performance_goals(table, facts)
     write_text(Path(csv), table.to_csv(index=False))
     write_text(Path(md), to_markdown(table, goals, caption_for(table)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 from importlib import import_module
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from baselines.config import (available_methods, method_facts, methods_dir, read
                                resolve_method, run_plan)
 from finetune.mixtures import validate_spec
 from finetune.profiling.spec import spec_defaults
+from finetune.train_config import resolve_train_cfg
 
 BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
 # "<bench>_bpb": the answer likelihood of <bench>'s reference answers (evals.answer_likelihood)
@@ -254,12 +256,36 @@ class Plan:
 
     def job_resources(self, rule: str, model: str, method: str) -> dict:
         """`resources.<rule>`, then `resources.per_method.<method>.<rule>`, then
-        `resources.per_method.<method>@<model size>.<rule>` (7b FullFT is not a LoRA job)."""
+        `resources.per_method.<method>@<model size>.<rule>` (7b FullFT is not a LoRA job).
+        With `mem_from_cost_model: true` a GPU training job also gets `gpu_mem_mb`, the GPU
+        memory the cost model predicts for it (`train_gpu_mem_mb`), for a profile to pick a GPU
+        with; methods the model does not cover keep the configured resources only."""
         per = self.config["resources"].get("per_method", {})
         merged = dict(self.config["resources"][rule])
         for key in (method, f"{method}@{self.model_size(model)}"):
             merged.update(per.get(key, {}).get(rule, {}))
+        if merged.pop("mem_from_cost_model", False) and rule == "train" and merged.get("gpu", 0) > 0:
+            need = self.train_gpu_mem_mb(model, method)
+            if need is not None:
+                merged["gpu_mem_mb"] = need
         return merged
+
+    def train_gpu_mem_mb(self, model: str, method: str) -> int | None:
+        """GPU memory (MB) of one training process of `method` on `model`, from the cost model
+        (analysis.cost_model: the peak, the allocator's overhead and the CUDA context) at the
+        config's batch size per device, max_length and checkpointing; None for a method the
+        model does not cover (full fine-tuning, (IA)3, ...)."""
+        from analysis.cost_model import Method, Setup, load_shape, predict
+
+        resolved = resolve_method(method, self.method_overrides(method, DEFAULT_HP), self.model_size(model))
+        try:
+            cost_method = Method.from_resolved(resolved)
+        except ValueError:
+            return None
+        train = resolve_train_cfg(self.config["train"])
+        checkpointing = resolved.get("activation_checkpointing", train["activation_checkpointing"])
+        setup = Setup(int(train["batch_size"]), int(train["max_length"]), bool(checkpointing), "cuda")
+        return math.ceil(predict(load_shape(self.model_path(model)), cost_method, setup).gpu_total_gib * 1024)
 
     # --- runs and evaluations ------------------------------------------------------------------
     def planned_columns(self, table: str) -> list[tuple[str, str]]:

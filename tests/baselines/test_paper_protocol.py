@@ -98,3 +98,20 @@ def test_sift_takes_its_own_papers_settings(tiny_model_dir):
     with pytest.raises(ValueError, match="density"):
         _targets(tiny_model, {**seven, "density": 1.5})
     assert get_builder(seven)  # a known builder
+
+
+def test_gpu_memory_of_a_training_job_from_the_cost_model():
+    """resources.train.mem_from_cost_model: every GPU training job of a method the cost model
+    covers gets gpu_mem_mb; larger models and SFT-AG's statistics ask for more."""
+    config = merged("config.yaml", "paper.yaml")
+    plain = Plan(config).job_resources("train", "llama2-7b", "lora")
+    assert "gpu_mem_mb" not in plain and "mem_from_cost_model" not in plain
+    config["resources"]["train"]["mem_from_cost_model"] = True
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    plan = Plan(config)
+    need = {(model, method): plan.job_resources("train", model, method).get("gpu_mem_mb")
+            for model in ("llama2-7b", "llama2-13b") for method in ("lora", "sft-ag", "sft-ma", "full")}
+    assert need[("llama2-7b", "full")] is None  # not covered: the configured resources stand
+    assert 13_000 < need[("llama2-7b", "lora")] < need[("llama2-13b", "lora")] < 80_000
+    assert need[("llama2-7b", "sft-ma")] < need[("llama2-7b", "sft-ag")]
+    assert plan.job_resources("train", "llama2-7b", "lora")["mem_mb"] == plain["mem_mb"]

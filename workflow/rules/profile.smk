@@ -45,6 +45,9 @@ rule table3:
         csv=report(f"{RESULTS}/table3.csv", caption="../report/table3.rst", category="Tables"),
         md=f"{RESULTS}/table3.md",
         png=report(f"{RESULTS}/figure_memory_time.png", caption="../report/table3.rst", category="Figures"),
+    params:
+        # the cost model's predicted columns read each model's config.json (analysis.cost_model)
+        model_configs={model: PLAN.model_path(model) for model in PROFILE["models"]},
     log:
         f"{RESULTS}/logs/table3.log",
     threads: 1

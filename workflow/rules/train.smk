@@ -46,6 +46,7 @@ rule train:
         runtime=job_resources("train", "runtime", grows=True),
         gpu=job_resources("train", "gpu"),
         cpus_per_gpu=job_resources("train", "cpus_per_gpu"),
+        gpu_mem_mb=job_resources("train", "gpu_mem_mb"),  # with resources.train.mem_from_cost_model
         heavy=1,
     script:
         "../scripts/train.py"
