@@ -9,8 +9,10 @@ SmolLM2-135M shapes (random init), 4 x 256 tokens, fp32. Contenders:
 - ``sft-ag`` / ``sft-ma``: ``sft.get_sft_model`` with ``sft.lora_equivalent_budget`` of the same
   rank, SftAdamW / SftSM3 and an ``SftSelector`` (S = 20, gamma = 5).
 
-Steps are interleaved round-robin; the table gives medians. Steady-state steps come first (no
-selection event); then the SFT contenders run with their selector attached: SFT-AG's
+Steps are interleaved round-robin, and every ratio is taken within one round (each contender's
+step over the floor's step of the same round), so the table gives per-round ratios as median
+[min-max] next to the median seconds. Steady-state steps come first (no selection event); then
+the SFT contenders run with their selector attached, next to the floor: SFT-AG's
 gradient-estimation phase (its first step forms a dense dW per layer) ending in a reselection,
 reported per phase. Peak memory is measured per contender in a
 fresh process (Linux VmHWM, reset before the steps) and reported above the frozen model.
@@ -30,7 +32,7 @@ from collections import defaultdict
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.timing import CLOCKS, machine_line
+from bench.timing import CLOCKS, format_spread, machine_line
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONTENDERS = ("floor", "lora", "sft-ag", "sft-ma")
@@ -119,38 +121,50 @@ class Contender:
 
 def run_timing(names, rank: int, rounds: int, selection_rounds: int, layers: int,
                clock: str) -> tuple[dict, dict]:
-    """Per contender and phase, the seconds of each timed step; and the SFT budgets.
+    """Per contender and phase, ``(round, seconds)`` of each timed step; and the SFT budgets.
 
-    First ``rounds`` steady-state steps of every contender; then ``selection_rounds`` steps of
-    the SFT contenders with their selector attached (SFT-AG's estimation phase: one step with
-    a dense dW, then sparse candidate gradients, then the reselection).
+    First ``rounds`` steady-state rounds of every contender; then ``selection_rounds`` rounds
+    of the SFT contenders with their selector attached, and of the floor (SFT-AG's estimation
+    phase: one step with a dense dW, then sparse candidate gradients, then the reselection).
+    Rounds are numbered across both parts, so a step's ratio to the floor of its round is fair.
     """
     now = CLOCKS[clock]
     contenders = [Contender(name, rank, layers) for name in names]
     for contender in contenders:
         contender.now = now
         contender.step()  # warm-up: allocator, optimizer state, plans
-    times: dict[str, dict[str, list[float]]] = {c.name: defaultdict(list) for c in contenders}
+    times: dict[str, dict[str, list[tuple[int, float]]]] = {
+        c.name: defaultdict(list) for c in contenders
+    }
+    counter = iter(range(rounds + selection_rounds))
 
     def timed_rounds(group, count, label):
         for rnd in range(count):
+            number = next(counter)
             shift = rnd % len(group)
             for contender in group[shift:] + group[:shift]:
                 start = now()
                 phase = contender.step()
-                times[contender.name][phase].append(now() - start)
+                times[contender.name][phase].append((number, now() - start))
             print(f"  {label} round {rnd + 1}/{count} done", file=sys.stderr, flush=True)
 
     timed_rounds(contenders, rounds, "steady-state")
     sft = [c for c in contenders if c.name.startswith("sft")]
     for contender in sft:
         contender.start_selection()
-    timed_rounds(sft, selection_rounds if sft else 0, "selection")
+    floor = [c for c in contenders if c.name == "floor"]
+    timed_rounds(sft + floor, selection_rounds if sft else 0, "selection")
     for contender in sft:
         if contender.selector_seconds:
-            times[contender.name]["reselect"] = contender.selector_seconds
+            times[contender.name]["reselect"] = [(-1, t) for t in contender.selector_seconds]
     budgets = {c.name: c.budget for c in sft}
     return times, budgets
+
+
+def ratios_to(steps: list[tuple[int, float]], reference: list[tuple[int, float]]) -> list[float]:
+    """Each step's seconds over the reference's seconds in the same round (where it ran)."""
+    by_round = dict(reference)
+    return [t / by_round[r] for r, t in steps if r in by_round]
 
 
 def _vm_kib(field: str) -> int:
@@ -205,24 +219,27 @@ def main(argv=None) -> None:
     print(machine_line())
     print(f"one training step, SmolLM2-135M shapes (random init, {args.layers} layers), "
           f"{BATCH} x {SEQ} tokens, fp32, "
-          f"LoRA rank {args.rank} and the equal SFT budget, median {args.clock} time over "
-          f"{args.rounds} interleaved rounds")
+          f"LoRA rank {args.rank} and the equal SFT budget, {args.clock} time, "
+          f"{args.rounds} + {args.selection_rounds} interleaved rounds; ratios median [min-max]")
     times, budgets = run_timing(args.contenders, args.rank, args.rounds, args.selection_rounds,
                                 args.layers, args.clock)
     for name, budget in budgets.items():
         print(f"{name}: {budget} tunable weights (= LoRA rank {args.rank} on {len(PROJECTIONS)} "
               "projections)")
-    plain = {name: statistics.median(t["plain"]) for name, t in times.items() if t["plain"]}
-    floor, lora = plain.get("floor"), plain.get("lora")
-    print("| contender | phase | steps | median s/step | vs floor | vs LoRA |")
+    floor = times.get("floor", {}).get("plain", [])
+    lora = times.get("lora", {}).get("plain", [])
+    print("| contender | phase | steps | median s/step | vs floor, per round | "
+          "vs LoRA, per round |")
     print("|---|---|---|---|---|---|")
     for name, phases in times.items():
-        for phase, values in phases.items():
-            median = statistics.median(values)
-            vs_floor = f"{median / floor:.3f}" if floor and phase != "reselect" else "-"
-            vs_lora = f"{median / lora:.3f}" if lora and phase != "reselect" else "-"
+        for phase, steps in phases.items():
+            median = statistics.median(t for _, t in steps)
+            cells = []
+            for reference in (floor, lora):
+                ratios = ratios_to(steps, reference) if phase != "reselect" else []
+                cells.append(format_spread(ratios, 3) if ratios else "-")
             label = "reselect (selector.step only)" if phase == "reselect" else phase
-            print(f"| {name} | {label} | {len(values)} | {median:.3f} | {vs_floor} | {vs_lora} |")
+            print(f"| {name} | {label} | {len(steps)} | {median:.3f} | {cells[0]} | {cells[1]} |")
     print(machine_line())
 
     if args.no_memory:

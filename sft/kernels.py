@@ -27,12 +27,14 @@ EMPTY = "empty"
 METHODS = (SDDMM, DENSE, EMPTY)
 
 # CPU cost model, in units of one multiply-add of the dense dW GEMM, per token: a least-squares
-# fit to `python -m bench.kernels --threads 1 --clock cpu` on SmolLM2-135M shapes at densities
-# 0.3-20% (see docs/benchmarks.md). The SDDMM pays for transposing X and dY into feature-major
-# layout (per feature) and for one dot product per active entry, which runs far below GEMM
-# speed. The crossover it gives is near 20% density for every shape of that model.
-CPU_TRANSPOSE_COST = 62.0
-CPU_DOT_COST = 4.2
+# fit to `python -m bench.kernels --shapes smollm2 llama` at 1 and 2 threads on a quiet machine,
+# densities 0.3-50% (docs/benchmarks.md, section 1). The SDDMM pays for transposing X and dY
+# into feature-major layout (per feature), which runs on one thread whatever the thread count,
+# while the dense GEMM and the SDDMM's dot products (one per active entry) both scale with the
+# threads: relative to the GEMM the transposes cost CPU_TRANSPOSE_COST per feature per thread.
+# The crossover this gives is at 25-35% density at 2 threads on SmolLM2-135M and Llama shapes.
+CPU_TRANSPOSE_COST = 37.0
+CPU_DOT_COST = 2.45
 
 # On CPU the SDDMM runs over chunks of this many tokens so that the transposed chunks of X and
 # dY stay in cache between the copy and the dot products (about 25% less CPU time than one
@@ -77,12 +79,15 @@ class DeltaGradPlan:
         )
 
 
-def choose_method(num_indices: int, shape: tuple[int, int], device: torch.device) -> str:
+def choose_method(
+    num_indices: int, shape: tuple[int, int], device: torch.device, threads: int | None = None
+) -> str:
     """The dispatch rule: the faster path for this many active entries in a W of ``shape``.
 
-    On CPU a cost model measured on this kind of machine decides; on other devices (CUDA) the
-    two paths are timed once per shape and count (:func:`calibrated_method`), since their
-    speed ratio there is nothing like the CPU's.
+    On CPU a cost model measured on this kind of machine decides, for ``threads`` intra-op
+    threads (default: torch's current setting); on other devices (CUDA) the two paths are
+    timed once per shape and count (:func:`calibrated_method`), since their speed ratio there
+    is nothing like the CPU's.
     """
     if num_indices == 0:
         return EMPTY
@@ -90,7 +95,9 @@ def choose_method(num_indices: int, shape: tuple[int, int], device: torch.device
     if device.type != "cpu":
         return calibrated_method(num_indices, shape, device)
     d_out, d_in = shape
-    sddmm_cost = CPU_TRANSPOSE_COST * (d_in + d_out) + CPU_DOT_COST * num_indices
+    threads = torch.get_num_threads() if threads is None else threads
+    transposes = CPU_TRANSPOSE_COST * max(1, threads) * (d_in + d_out)
+    sddmm_cost = transposes + CPU_DOT_COST * num_indices
     return SDDMM if sddmm_cost < d_in * d_out else DENSE
 
 

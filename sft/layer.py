@@ -2,9 +2,11 @@
 
 Delta is held as flat row-major ``indices`` into W (d_out, d_in) and their ``values`` (the
 paper's eta and phi); only ``values`` is a trainable parameter. The custom autograd function
-builds W + scatter(values) transiently for the matmul and frees it: nothing the size of W is
-kept for the backward, which rebuilds it for the input gradient (cheap next to the matmul, see
-PERF-NOTES). The values' gradient comes from the sparse delta-gradient kernel
+needs W + Delta for the matmul, in the forward and again for the input gradient: when the base
+weight is a plain tensor of the compute dtype it writes the delta into W's active entries in
+place for the duration of the matmul and writes the original entries back (``delta_applied``),
+so no W-sized tensor is copied or kept; otherwise (4-bit base, another compute dtype) it builds
+W + Delta transiently and frees it. The values' gradient comes from the sparse delta-gradient kernel
 (``sft.kernels.delta_grad``, an SDDMM); the dense dW = grad_out^T x is formed only on the
 first micro-batch of an SFT-AG estimation phase, where the growth candidates are the top-K
 of it.
@@ -12,11 +14,14 @@ of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base_weights import dense_weight
+from .base_weights import dense_weight, is_4bit
 from .estimation import CandidateEstimator
 from .kernels import DeltaGradPlan, delta_grad, delta_grads, plan_for
 from .targets import weight_shape
@@ -56,7 +61,8 @@ class _SparseDeltaLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, values: Tensor, indices: Tensor, layer: "SftLinear",
                 with_bias: bool) -> Tensor:
         bias = layer.bias_in(x.dtype) if with_bias else None
-        out = F.linear(x, layer.merged_weight(x.dtype, values, indices), bias)
+        with layer.delta_applied(x.dtype, values, indices) as weight:
+            out = F.linear(x, weight, bias)
         ctx.layer = layer
         ctx.plan = layer.delta_grad_plan()
         ctx.estimator = layer.estimator
@@ -68,9 +74,8 @@ class _SparseDeltaLinear(torch.autograd.Function):
         x, values, indices = ctx.saved_tensors
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
-            weight = ctx.layer.merged_weight(grad_out.dtype, values, indices)
-            grad_x = (grad_out @ weight).to(x.dtype)
-            del weight
+            with ctx.layer.delta_applied(grad_out.dtype, values, indices) as weight:
+                grad_x = (grad_out @ weight).to(x.dtype)
         if ctx.needs_input_grad[1]:
             estimator: CandidateEstimator | None = ctx.estimator
             if estimator is not None and estimator.needs_dense_gradient:
@@ -165,16 +170,47 @@ class SftLinear(nn.Module):
         weight in that dtype (bf16: about |W| / 256) changes neither; the fp32 values keep
         accumulating it during training, as fp32 master weights do."""
         weight, fresh = dense_weight(self.base_layer)
-        values = self.values if values is None else values
-        flat = (self.indices if indices is None else indices).long()
-        summed = weight.detach().reshape(-1).index_select(0, flat).float() + values.detach().float()
-        summed = summed.to(weight.dtype)
+        flat, _, summed = self._merged_entries(weight, values, indices)
         if fresh and weight.dtype == dtype:
             merged = weight
         else:
             merged = weight.detach().to(dtype, copy=True)
         merged.view(-1).index_copy_(0, flat, summed.to(dtype))
         return merged
+
+    @contextmanager
+    def delta_applied(
+        self, dtype: torch.dtype, values: Tensor | None = None, indices: Tensor | None = None
+    ) -> Iterator[Tensor]:
+        """W + Delta in ``dtype`` (the same numbers as :meth:`merged_weight`) for the block.
+
+        A plain base weight of ``dtype`` gets the merged values written into its active entries
+        in place, and its original entries back, bit for bit, when the block ends: the cost is
+        two scatters of the active entries instead of a W-sized copy per call. It goes through
+        ``.data`` so the parameter's autograd version counter is not bumped. Nothing else may
+        read the base weight while the block runs (true inside one forward or backward)."""
+        weight = self.base_layer.weight
+        if is_4bit(self.base_layer) or weight.dtype != dtype or not weight.is_contiguous():
+            yield self.merged_weight(dtype, values, indices)
+            return
+        flat, original, summed = self._merged_entries(weight, values, indices)
+        base = weight.data.view(-1)
+        base.index_copy_(0, flat, summed)
+        try:
+            yield weight.data
+        finally:
+            base.index_copy_(0, flat, original)
+
+    def _merged_entries(
+        self, weight: Tensor, values: Tensor | None, indices: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The flat active indices, W there, and fl(W + Delta) there: summed in fp32 and
+        rounded once to the base weight's dtype."""
+        values = self.values if values is None else values
+        flat = (self.indices if indices is None else indices).long()
+        original = weight.detach().reshape(-1).index_select(0, flat)
+        summed = (original.float() + values.detach().float()).to(weight.dtype)
+        return flat, original, summed
 
     def bias_in(self, dtype: torch.dtype) -> Tensor | None:
         bias = self.base_layer.bias

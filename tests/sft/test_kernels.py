@@ -177,10 +177,42 @@ def test_delta_grads_serves_several_index_sets_of_one_weight():
 def test_cpu_dispatch_by_density_and_shape(shape, sparse_at, dense_at):
     size = shape[0] * shape[1]
     cpu = torch.device("cpu")
-    assert kernels.choose_method(int(sparse_at * size), shape, cpu) == kernels.SDDMM
-    assert kernels.choose_method(int(dense_at * size), shape, cpu) == kernels.DENSE
-    # Tiny matrices: the transposes alone cost more than the dense product.
-    assert kernels.choose_method(1, (4, 4), cpu) == kernels.DENSE
+    for threads in (1, 2):
+        assert kernels.choose_method(int(sparse_at * size), shape, cpu, threads) == kernels.SDDMM
+        assert kernels.choose_method(int(dense_at * size), shape, cpu, threads) == kernels.DENSE
+        # Tiny matrices: the transposes alone cost more than the dense product.
+        assert kernels.choose_method(1, (4, 4), cpu, threads) == kernels.DENSE
+
+
+@pytest.mark.parametrize(
+    "shape,density,threads,expected",
+    [
+        # Measured at 2 threads (docs/benchmarks.md): q/o at 20% and 30% is 1.2x and 1.1x
+        # faster sparse, at 40% 0.88x; the rule before the thread term picked dense at 20%.
+        ((576, 576), 0.20, 2, kernels.SDDMM),
+        ((576, 576), 0.30, 2, kernels.SDDMM),
+        ((576, 576), 0.40, 2, kernels.DENSE),
+        ((576, 1536), 0.20, 2, kernels.SDDMM),
+        ((576, 1536), 0.40, 2, kernels.DENSE),
+        # The transposes do not speed up with threads, the dense GEMM does: k/v at 25% is
+        # sparse on one thread and dense on two, and more threads move the crossover lower.
+        ((192, 576), 0.25, 1, kernels.SDDMM),
+        ((192, 576), 0.25, 2, kernels.DENSE),
+        ((2048, 2048), 0.20, 2, kernels.SDDMM),
+        ((2048, 2048), 0.20, 16, kernels.DENSE),
+    ],
+)
+def test_cpu_dispatch_depends_on_threads(shape, density, threads, expected):
+    count = int(density * shape[0] * shape[1])
+    assert kernels.choose_method(count, shape, torch.device("cpu"), threads) == expected
+
+
+def test_cpu_dispatch_defaults_to_torch_threads(monkeypatch):
+    shape, count = (192, 576), int(0.25 * 192 * 576)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert kernels.choose_method(count, shape, torch.device("cpu")) == kernels.SDDMM
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert kernels.choose_method(count, shape, torch.device("cpu")) == kernels.DENSE
 
 
 def test_calibration_times_both_paths_once_per_geometry(monkeypatch):

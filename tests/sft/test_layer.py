@@ -101,3 +101,28 @@ def test_random_subset_unique_sorted_in_range():
         assert s.numel() == count == torch.unique(s).numel()
         assert int(s.min()) >= 0 and int(s.max()) < numel
         assert torch.equal(s, torch.sort(s).values)
+
+
+def test_delta_applied_in_place_is_merged_weight_and_restores_w_bit_for_bit():
+    layer = _layer(d_out=32, d_in=20, n=60)
+    weight = layer.base_layer.weight
+    before, version = weight.detach().clone(), weight._version
+    merged = layer.merged_weight(torch.float32)
+    with layer.delta_applied(torch.float32) as patched:
+        assert patched.data_ptr() == weight.data_ptr()  # no W-sized copy
+        assert torch.equal(patched, merged)
+    assert torch.equal(weight, before) and weight._version == version
+    with pytest.raises(RuntimeError, match="inside"):
+        with layer.delta_applied(torch.float32):
+            raise RuntimeError("inside")
+    assert torch.equal(weight, before)  # restored on an exception too
+
+
+def test_delta_applied_in_another_dtype_builds_a_copy():
+    layer = _layer(d_out=16, d_in=12, n=20)
+    before = layer.base_layer.weight.detach().clone()
+    with layer.delta_applied(torch.float64) as merged:
+        assert merged.dtype == torch.float64
+        assert merged.data_ptr() != layer.base_layer.weight.data_ptr()
+        assert torch.equal(merged, layer.merged_weight(torch.float64))
+    assert torch.equal(layer.base_layer.weight, before)
