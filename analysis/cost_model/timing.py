@@ -55,8 +55,9 @@ DEVICES = {
     # model is validated on: ../shared/PERF-NOTES.md (X W^T for a 1536 x 576 W over 2048 tokens
     # in 30 ms: 121 GFLOP/s; cloning that W and scattering a delta into it in 0.2 ms: 35 GB/s),
     # docs/benchmarks.md's bench.breakdown profile (aten::bernoulli_ 1040 ms for LoRA's
-    # 153 M dropout draws per step: 6.8 ns each) and sft.kernels' SDDMM cost model (62 and 4.2).
-    "cpu": Device("cpu", 121e9, 35e9, 6.8e-9, "sddmm", sddmm_transpose=62.0, sddmm_dot=4.2),
+    # 153 M dropout draws per step: 6.8 ns each) and sft.kernels' SDDMM cost model at 2 threads
+    # (its transposes run on one thread: 37 GEMM multiply-adds per feature per thread; 2.45).
+    "cpu": Device("cpu", 121e9, 35e9, 6.8e-9, "sddmm", sddmm_transpose=74.0, sddmm_dot=2.45),
 }
 
 
