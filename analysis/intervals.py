@@ -113,7 +113,7 @@ def interval(runs: list[ItemScores], confidence: float = CONFIDENCE,
              n_resamples: int = N_RESAMPLES, seed: int = SEED) -> tuple[float, float, str]:
     """(low, high, method) of the mean over `runs` (seeds, on the same items) of their score:
     Wilson for one run's plain accuracy, else the percentile bootstrap over items."""
-    if len(runs) == 1 and runs[0].binary and runs[0].groups is None:
+    if len(runs) == 1 and runs[0].binary and len(_strata(runs[0])) == 1:
         values = np.asarray(runs[0].values)
         return (*wilson_interval(int(values.sum()), len(values), confidence), "wilson")
     reps = _replicates([runs], n_resamples, seed)[0]
@@ -152,6 +152,14 @@ def _positions(run: ItemScores) -> list[np.ndarray]:
     return [np.flatnonzero(labels == g) for g in dict.fromkeys(run.groups)]
 
 
+def _strata(run: ItemScores) -> list[np.ndarray]:
+    """The bootstrap's strata: the groups, except with one item in every group (BBH at
+    `n_per_task: 1`), where resampling within groups would repeat every item (a zero-width
+    interval): the macro average is then the plain mean, and all items form one stratum."""
+    groups = _positions(run)
+    return [np.arange(len(run.ids))] if max(len(g) for g in groups) == 1 else groups
+
+
 def _statistic(run: ItemScores, draws: list[np.ndarray]) -> np.ndarray:
     """The score of each resample: `draws[g]` is (resamples, items of group g) positions."""
     values = np.asarray(run.values, dtype=float)
@@ -174,7 +182,7 @@ def _replicates(sides: list[list[ItemScores]], n_resamples: int, seed: int) -> l
     groups = sides[0][0].groups
     if any(r.groups != groups for side in sides for r in side):
         raise ValueError("runs on the same items group them differently")
-    positions = _positions(sides[0][0])
+    positions = _strata(sides[0][0])
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_ELEMENTS // len(ids))
     out: list[list[np.ndarray]] = [[] for _ in sides]

@@ -130,3 +130,16 @@ def test_macro_average_resamples_within_groups():
     low, high, _ = iv.interval([run], n_resamples=500)
     assert run.score() == pytest.approx(0.25)
     assert 0 < low <= 0.25 <= high <= 0.5
+
+
+def test_a_macro_average_of_one_item_per_group_is_not_a_zero_width_interval():
+    """BBH at one item per subtask: 1 of 7 right is a plain accuracy with Wilson's interval, not
+    the point [1/7, 1/7] a within-subtask bootstrap would give."""
+    run = ItemScores(ids=tuple("abcdefg"), values=np.array([1.0, 0, 0, 0, 0, 0, 0]),
+                     groups=tuple("abcdefg"), binary=True)
+    low, high, method = iv.interval([run])
+    assert method == "wilson" and (low, high) == iv.wilson_interval(1, 7)
+    assert high - low > 0.3
+    graded = ItemScores(ids=tuple("abcd"), values=np.array([0.2, 0.9, 0.4, 0.7]), groups=tuple("abcd"))
+    low, high, method = iv.interval([graded])
+    assert method == "bootstrap" and low < graded.score() < high
