@@ -113,7 +113,7 @@ def interval(runs: list[ItemScores], confidence: float = CONFIDENCE,
              n_resamples: int = N_RESAMPLES, seed: int = SEED) -> tuple[float, float, str]:
     """(low, high, method) of the mean over `runs` (seeds, on the same items) of their score:
     Wilson for one run's plain accuracy, else the percentile bootstrap over items."""
-    if len(runs) == 1 and runs[0].binary and len(_strata(runs[0])) == 1:
+    if len(runs) == 1 and _zero_one(runs[0]) and len(_strata(runs[0])) == 1:
         values = np.asarray(runs[0].values)
         return (*wilson_interval(int(values.sum()), len(values), confidence), "wilson")
     reps = _replicates([runs], n_resamples, seed)[0]
@@ -142,6 +142,14 @@ def paired_difference(runs: list[ItemScores], reference: list[ItemScores],
         above = (np.sum(diffs >= 0) + 1) / (n_resamples + 1)
         p, test = min(1.0, 2 * min(below, above)), "paired bootstrap"
     return Difference(float(value), float(low), float(high), float(p), test, len(ids))
+
+
+def _zero_one(run: ItemScores) -> bool:
+    """Right/wrong per item: declared binary, or a mean of values that all happen to be 0 or 1
+    (pass@1 of one completion each, or every problem failed): a binomial proportion, whose
+    percentile bootstrap would collapse to a point when every value is the same."""
+    values = np.asarray(run.values)
+    return run.binary or (run.denominators is None and bool(np.isin(values, (0.0, 1.0)).all()))
 
 
 def _positions(run: ItemScores) -> list[np.ndarray]:

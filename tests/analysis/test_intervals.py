@@ -143,3 +143,12 @@ def test_a_macro_average_of_one_item_per_group_is_not_a_zero_width_interval():
     graded = ItemScores(ids=tuple("abcd"), values=np.array([0.2, 0.9, 0.4, 0.7]), groups=tuple("abcd"))
     low, high, method = iv.interval([graded])
     assert method == "bootstrap" and low < graded.score() < high
+
+
+def test_every_problem_failed_is_a_binomial_interval_not_a_point():
+    """HumanEval pass@1 of 0 on 4 problems: Wilson's [0, 49%], not the bootstrap's [0, 0]."""
+    run = ItemScores(ids=tuple("abcd"), values=np.zeros(4))
+    low, high, method = iv.interval([run])
+    assert method == "wilson" and (low, high) == iv.wilson_interval(0, 4) and high > 0.4
+    halves = ItemScores(ids=tuple("abcd"), values=np.array([0.0, 0.5, 0.0, 1.0]))
+    assert iv.interval([halves])[2] == "bootstrap"
