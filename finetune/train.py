@@ -34,7 +34,7 @@ from baselines.builder import BuildContext
 from baselines.loading import load_tokenizer, resolve_bf16
 from baselines.registry import get_builder
 from finetune.chat import IGNORE_INDEX, encode_example
-from finetune.train_config import TRAIN_DEFAULTS, resolve_train_cfg  # noqa: F401 (re-exported)
+from finetune.train_config import resolve_train_cfg
 from finetune.data_parallel import check_data_parallel, train_data_parallel
 from finetune.fingerprint import claim_run_dir, matches, run_fingerprint
 from finetune.metrics import NonFiniteWeightsError, StepRecorder, read_metrics
