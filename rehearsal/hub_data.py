@@ -17,9 +17,9 @@ Schemas, from the datasets' cards (see `HUB_DATASETS`):
 - cais/mmlu: config "all": question, subject, choices [str], answer ClassLabel(A-D);
   splits test, validation, dev (auxiliary_train is left out: nothing reads it).
 - openai/gsm8k: config "main": question, answer (ending "#### N"); train, test.
-- lukaemon/bbh: one config per subtask (all 27), split test: input, target. The hub repo itself
-  holds only a loading script, which `datasets` >= 4 refuses; this folder has the layout of its
-  parquet export instead (see the report in rehearsal/README.md).
+- SaylorTwift/bbh (what lm-eval 0.4.13 and evals.bbh read): one config per subtask (all 27),
+  `<task>/test-00000-of-00001.parquet`, split test: input, target. (The real card also declares
+  an older `default` config that nothing reads; it is left out.)
 - google-research-datasets/tydiqa: config "secondary_task" (GoldP): id, title, context,
   question, answers {text: [str], answer_start: [int32]}; train, validation.
 - openai/openai_humaneval: config "openai_humaneval" (default): task_id, prompt,
@@ -121,7 +121,7 @@ def hub_datasets(seed: int = SEED, n_train_rows: int = 48) -> list[HubDataset]:
                    default=True)]),
         HubDataset("cais/mmlu", [Config("all", f["mmlu"], corpus.mmlu_items(seed), "all")]),
         HubDataset("openai/gsm8k", [Config("main", f["gsm"], corpus.gsm_items(seed), "main")]),
-        HubDataset("lukaemon/bbh", [Config(task, f["bbh"], {"test": rows}, task)
+        HubDataset("SaylorTwift/bbh", [Config(task, f["bbh"], {"test": rows}, task)
                                     for task, rows in sorted(bbh.items())]),
         HubDataset("google-research-datasets/tydiqa", [
             Config("secondary_task", f["tydiqa"], corpus.tydiqa_items(), "secondary_task")]),

@@ -101,7 +101,7 @@ def test_gsm(hub, cache_dir):
 def test_bbh_all_subtasks(hub, cache_dir):
     from evals import bbh
 
-    items, fewshot, _ = bbh.load({"source": "hub", "hub_id": hub("lukaemon/bbh")}, cache_dir)
+    items, fewshot, _ = bbh.load({"source": "hub", "hub_id": hub("SaylorTwift/bbh")}, cache_dir)
     assert {i["task"] for i in items} == set(bbh.TASKS) and not fewshot["unavailable"]
     assert set(fewshot["prompts"]) == set(bbh.TASKS)
 
