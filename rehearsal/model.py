@@ -59,9 +59,7 @@ def training_text(seed: int = 0) -> list[str]:
                         elif isinstance(value, dict):  # TyDiQA answers
                             add(" ".join(map(str, value["text"])))
                     if "messages" in row:  # the chat format the study trains on (finetune.chat)
-                        user = next(m["content"] for m in row["messages"] if m["role"] == "user")
-                        reply = next(m["content"] for m in row["messages"] if m["role"] == "assistant")
-                        add(f"<|user|>\n{user}\n<|assistant|>\n{reply}")
+                        add("\n".join(f"<|{m['role']}|>\n{m['content']}" for m in row["messages"]))
     for item in corpus.humaneval_items():
         add(item["prompt"] + item["canonical_solution"])
     for rows in bbh_items(seed).values():

@@ -145,7 +145,7 @@ def test_mixture_hub_rows(hub, repo_id, n):
 
     rows = hub_rows({"source": "hub", "hub_id": hub(repo_id)})
     assert len(rows) == n
-    assert all(r["prompt"] and r["response"] for r in rows)
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] for r in rows)
     assert all(r["source"].startswith(hub(repo_id)) for r in rows)
 
 
