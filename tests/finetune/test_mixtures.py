@@ -127,6 +127,11 @@ def test_packaged_flan_mixture_is_templated_and_clean(packaged_flan):
     assert len({pair(r)[0].split("\n")[0][:12] for r in rows if r["source"].endswith("openbookqa")}) > 1
     index = OverlapIndex(eval_items(default_cache_dir()))
     assert not [r for r in rows if index.match(row_text(r))]
+    # a few conversations are multi-turn, some opening with a system message (finetune.chat
+    # trains on every turn), so the embedded default runs that path too
+    multi = [r for r in rows if sum(m["role"] == "assistant" for m in r["messages"]) == 2]
+    assert multi and manifest["conversations"]["multi_turn"] == len(multi) < len(rows) // 10
+    assert 0 < manifest["conversations"]["with_system"] <= len(multi)
 
 
 def test_injected_eval_items_are_dropped(tmp_path):
