@@ -11,6 +11,7 @@ from snakemake.utils import validate
 
 from baselines import resolve_method
 from baselines.config import read_method_file
+from study.checks import check_references
 from study.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def config(**changes):
 
 def check(cfg) -> str:
     with pytest.raises(ValueError) as err:
-        Plan(cfg).check_references()
+        check_references(Plan(cfg))
     return str(err.value)
 
 
@@ -34,7 +35,7 @@ def test_every_shipped_method_file_and_config_passes():
     for name in sorted(p.stem for p in (ROOT / "config" / "methods").glob("*.yaml")):
         for size in (None, "135m", "7b", "13b"):
             resolve_method(name, None, size)
-    Plan(config()).check_references()
+    check_references(Plan(config()))
 
 
 @pytest.mark.parametrize("method, key, value", [
