@@ -19,13 +19,13 @@ from analysis.results import better_direction
 from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
 from baselines.checks import SETTING_SOURCE
 from baselines.config import available_methods, method_facts, methods_dir, resolve_method, run_plan
+from evals.data import BENCHMARKS
 from finetune.profiling.spec import spec_defaults
 from finetune.train_config import resolve_train_cfg
 
-BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
 # "<bench>_bpb": the answer likelihood of <bench>'s reference answers (evals.answer_likelihood)
 ANSWER_LIKELIHOODS = [f"{b}_bpb" for b in BENCHMARKS]
-EVALUATIONS = BENCHMARKS + ANSWER_LIKELIHOODS
+EVALUATIONS = [*BENCHMARKS, *ANSWER_LIKELIHOODS]
 ROLES = ["flan", "single", "mix"]
 TABLES = ("table1", "table2")
 
