@@ -37,12 +37,16 @@ def test_analysis_labels_exactly_the_owners_benchmarks_roles_and_tables():
     assert set(COLUMNS) == set(TABLES)
 
 
-def test_the_builders_registered_are_the_method_schemas():
+def test_the_builders_registered_are_the_method_schemas_and_name_themselves():
+    """A builder is registered in baselines.registry.BUILDERS; its keys and the name its
+    messages use are its own class's; the method schema's enum must list it too."""
+    from baselines.builder import Builder
     from baselines.checks import SCHEMA_PATH
     from baselines.registry import BUILDERS
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     assert sorted(schema["properties"]["builder"]["enum"]) == sorted(BUILDERS)
+    assert all(cls.title != Builder.title for cls in BUILDERS.values())
 
 
 def test_generation_settings_are_the_codes_alone():
