@@ -61,3 +61,23 @@ class _IgnoreTags(yaml.SafeLoader):
 
 
 _IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def test_only_the_layout_spells_a_run_folders_file_names():
+    """artifacts.layout.RunFolder names the files of runs/<run>/; code handed the folder asks it
+    rather than spelling "artifact" or "train_summary.json" again."""
+    import ast
+
+    from artifacts.layout import RunFolder
+
+    folder = RunFolder(Path("run"))
+    names = {path.name for path in (folder.method, folder.fingerprint, *folder.state())}
+    spelled = []
+    for package in ("artifacts", "baselines", "evals", "analysis", "finetune", "study", "workflow"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "artifacts" / "layout.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in names:
+                    spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not spelled, "\n".join(spelled)
