@@ -5,7 +5,6 @@ the config key or the method file. Separate from study.plan, which only plans.
 """
 from __future__ import annotations
 
-import itertools
 import json
 
 from baselines.config import available_methods, method_facts, methods_dir, read_method_file, resolve_method
@@ -51,6 +50,7 @@ def check_references(plan: Plan, builders: bool = True) -> None:
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
 
+
 def method_uses(plan: Plan, known: set[str]) -> list[tuple[str, str | None, dict, dict]]:
     """Every (method, model size, overrides, where each override is set) the config trains,
     evaluates or measures: the tables' methods (with "*") at the study's sizes, the grid's
@@ -67,29 +67,20 @@ def method_uses(plan: Plan, known: set[str]) -> list[tuple[str, str | None, dict
         try:
             return method_facts(method)
         except ValueError:
-            return {"table": None, "floor": None}
+            return {"floor": None}
 
     uses = []
     study_sizes = sizes(plan.study["models"])
-    named = {m for t in TABLES for m in plan.study[t]["methods"]}
-    tabled = [m for t in TABLES for m in plan.study[t]["methods"] if m in known]
-    for number, table in enumerate(TABLES, 1):
-        if "*" in plan.study[table]["methods"]:  # as table_methods expands it
-            tabled += [m for m in sorted(known - named) if facts(m)["table"] in (number, None)]
+    tabled = [m for t in TABLES for m in plan.table_methods(t, with_unreadable=True) if m in known]
     for method in dict.fromkeys([*tabled, *plan.config["method_overrides"]]):
         if method in known:
             uses += [(method, size, *overridden(method)) for size in study_sizes]
-    grid = plan.study["grid"]
-    for i, search in enumerate(grid["searches"]):
-        method = search["method"]
-        if method not in known:
-            continue
-        space = {k: v for k, v in search.items() if k != "method"}
-        base, where = overridden(method)
-        where.update({k: f"study.grid.searches[{i}].{k}" for k in space})
-        for values in itertools.product(*space.values()):
-            point = {**base, **dict(zip(space, values))}
-            uses += [(method, size, point, where) for size in sizes(grid["models"])]
+    grid_sizes = sizes(plan.study["grid"]["models"])
+    for i, method, point in plan.grid_search_points():
+        if method in known:
+            base, where = overridden(method)
+            where.update({k: f"study.grid.searches[{i}].{k}" for k in point})
+            uses += [(method, size, {**base, **point}, where) for size in grid_sizes]
     settings = plan.profile_settings()
     profiled = [m for m in settings["methods"] if m in known]
     for method in profiled:  # with Table 3's floors (finetune.profiling.measure resolves them)
@@ -103,6 +94,7 @@ def method_uses(plan: Plan, known: set[str]) -> list[tuple[str, str | None, dict
         rank = ({"r": settings["rank"]}, {"r": "profile.rank"}) if ranked else ({}, {})
         uses += [(method, size, *rank) for size in sizes(settings["models"])]
     return uses
+
 
 def check_methods(plan: Plan, known: set[str], builders: bool = True) -> list[str]:
     """Every method the config uses, resolved for every model size it runs at and checked

@@ -12,6 +12,7 @@ import csv
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
@@ -242,15 +243,26 @@ class Plan:
                           + ("study.grid.apply_winners: false" if searched
                              else f"no grid search for {run.method} on {run.model}") + ")"}
 
-    def table_methods(self, table: str) -> list[str]:
+    def table_methods(self, table: str, with_unreadable: bool = False) -> list[str]:
         """The table's methods, with "*" standing for every method file the config does not list
-        whose `table` is this one: adding a baseline is then one YAML file."""
+        whose `table` is this one: adding a baseline is then one YAML file. With
+        `with_unreadable` (study.checks), "*" also stands for every method file that cannot be
+        read, so that its errors are reported."""
         listed = self.study[table]["methods"]
         if "*" not in listed:
             return list(listed)
         named = {m for t in TABLES for m in self.study[t]["methods"]}
         number = TABLES.index(table) + 1
-        extra = [m for m in available_methods() if m not in named and method_facts(m)["table"] == number]
+
+        def joins(method):
+            try:
+                return method_facts(method)["table"] == number
+            except ValueError:
+                if with_unreadable:
+                    return True
+                raise
+
+        extra = [m for m in available_methods() if m not in named and joins(m)]
         return [m for m in listed if m != "*"] + extra
 
     def job_resources(self, rule: str, model: str, method: str) -> dict:
@@ -382,20 +394,19 @@ class Plan:
         return sorted(runs)
 
     # --- the hyperparameter grid (Table 4 / Figure 4) -------------------------------------------
-    def grid_points(self, method: str) -> list[str]:
-        """Hyperparameter tags of the grid for `method`. Each search in `study.grid.searches` is
-        a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
+    def grid_search_points(self) -> Iterator[tuple[int, str, dict]]:
+        """(search index, method, point) for every point of `study.grid.searches`. Each search
+        is a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
         hyperparameters a search leaves out keep their defaults."""
-        tags = []
-        for search in self.study["grid"]["searches"]:
-            if search["method"] != method:
-                continue
+        for i, search in enumerate(self.study["grid"]["searches"]):
             space = {k: v for k, v in search.items() if k != "method"}
             keys = sorted(space)
             for values in itertools.product(*(space[k] for k in keys)):
-                tag = hp_tag(dict(zip(keys, values)))
-                tags += [tag] if tag not in tags else []
-        return tags
+                yield i, search["method"], dict(zip(keys, values))
+
+    def grid_points(self, method: str) -> list[str]:
+        """Hyperparameter tags of the grid for `method`, each once."""
+        return list(dict.fromkeys(hp_tag(point) for _, m, point in self.grid_search_points() if m == method))
 
     def searched_methods(self) -> list[str]:
         return list(dict.fromkeys(search["method"] for search in self.study["grid"]["searches"]))
