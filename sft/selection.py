@@ -215,7 +215,12 @@ class SftSelector:
         layer.grown_at[positions] = self.num_reselections
         if layer.values.grad is not None:
             layer.values.grad[positions] = 0
-        self.optimizer.reset_state(layer.values, positions, seed)
+        self.optimizer.reset_state(layer.values, positions, seed, self.num_reselections)
+        # Keep the index set sorted (the kernels store no permutation): values, grown_at, the
+        # gradient and the optimizer's per-value state move with their indices.
+        order = layer.sort_entries()
+        if order is not None:
+            self.optimizer.permute_state(layer.values, order)
         return positions.numel()
 
     def _reselect_ag(self, layer: SftLinear, k: int) -> int:
