@@ -132,15 +132,13 @@ class SftLinear(nn.Module):
         self.sort_entries()  # files written before indices were kept sorted may hold any order
 
     @torch.no_grad()
-    def sort_entries(self) -> Tensor | None:
+    def sort_entries(self) -> Tensor:
         """Put the entries in ascending index order, in place (indices, values, grown_at and
         any gradient move together), so that the kernels need no stored permutation. Returns
-        the permutation applied (new position -> old position), for the optimizer's state, or
-        ``None`` when the entries were sorted already. Costs one host sync (a reselection
-        calls it once per matrix); the transient is a sorted copy and an int64 permutation."""
+        the permutation applied (new position -> old position), for the optimizer's state.
+        Sorts unconditionally: checking first would cost a host sync per matrix on CUDA. The
+        transient is a sorted copy, an int64 permutation and one permuted copy at a time."""
         indices = self.indices
-        if indices.numel() < 2 or bool((indices[1:] > indices[:-1]).all()):
-            return None
         sorted_indices, order = torch.sort(indices)
         indices.copy_(sorted_indices)
         del sorted_indices

@@ -218,9 +218,7 @@ class SftSelector:
         self.optimizer.reset_state(layer.values, positions, seed, self.num_reselections)
         # Keep the index set sorted (the kernels store no permutation): values, grown_at, the
         # gradient and the optimizer's per-value state move with their indices.
-        order = layer.sort_entries()
-        if order is not None:
-            self.optimizer.permute_state(layer.values, order)
+        self.optimizer.permute_state(layer.values, layer.sort_entries())
         return positions.numel()
 
     def _reselect_ag(self, layer: SftLinear, k: int) -> int:
