@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from analysis.cost_model.memory import (GIB, MemoryBreakdown, cuda_cap_gib, gpu_total_gib,
                                         peak_memory)
-from analysis.cost_model.layout import DEFAULT_LAYOUT, LAYOUTS, layout as get_layout
+from analysis.cost_model.layout import DEFAULT_LAYOUT, LAYOUTS, SpielLayout, layout as get_layout
 from analysis.cost_model.methods import TABLE3_METHODS, Method, Setup, floor_of
 from analysis.cost_model.shapes import ModelShape, load_shape
 from analysis.cost_model.timing import DEVICES, dispatcher_path, step_cost
@@ -52,7 +52,7 @@ class Prediction:
 
 
 def predict(shape: ModelShape, method: Method, setup: Setup, device: str | None = None,
-            layout: str = DEFAULT_LAYOUT, delta_grad: str | None = None,
+            layout: "str | SpielLayout" = DEFAULT_LAYOUT, delta_grad: str | None = None,
             paged_optimizer: bool = False) -> Prediction:
     """``device``: a key of ``timing.DEVICES`` (default: "a100" on CUDA, "cpu"); ``layout``:
     SpIEL's (``layout.LAYOUTS``: "compact", "plans", "paper"); ``delta_grad``: force the
@@ -64,7 +64,7 @@ def predict(shape: ModelShape, method: Method, setup: Setup, device: str | None 
         raise ValueError(f"delta_grad must be 'dense' or 'sddmm', got {delta_grad!r}")
     profile, spiel = DEVICES[device], get_layout(layout)
     path = delta_grad or dispatcher_path(shape, method, profile)
-    own = peak_memory(shape, method, setup, layout, path, paged_optimizer)
+    own = peak_memory(shape, method, setup, spiel, path, paged_optimizer)
     floor = peak_memory(shape, floor_of(method), setup)
     cuda = setup.device == "cuda"
     cost = step_cost(shape, method, setup, profile, spiel, path)
@@ -72,4 +72,4 @@ def predict(shape: ModelShape, method: Method, setup: Setup, device: str | None 
     return Prediction(own, floor, own.peak / GIB, (own.peak - floor.peak) / GIB,
                       cuda_cap_gib(own) if cuda else None, gpu_total_gib(own) if cuda else None,
                       cost.mean_seconds / floor_s, cost.seconds / floor_s, cost.seconds,
-                      cost.mean_seconds, cost.reselection_seconds, cost.host_seconds, path, layout)
+                      cost.mean_seconds, cost.reselection_seconds, cost.host_seconds, path, spiel.name)

@@ -89,7 +89,10 @@ LAYOUTS["paper"] = replace(LAYOUTS["plans"], name="paper", age=0, plan_dense=0, 
 DEFAULT_LAYOUT = "compact"
 
 
-def layout(name: str) -> SpielLayout:
+def layout(name: "str | SpielLayout") -> SpielLayout:
+    """A layout by name (``LAYOUTS``), or one given as is (a variant made with ``replace``)."""
+    if isinstance(name, SpielLayout):
+        return name
     if name not in LAYOUTS:
         raise ValueError(f"unknown SpIEL layout {name!r}; known: {sorted(LAYOUTS)}")
     return LAYOUTS[name]

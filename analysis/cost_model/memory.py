@@ -194,11 +194,11 @@ def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
     return 0.0
 
 
-def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: str = DEFAULT_LAYOUT,
+def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | SpielLayout" = DEFAULT_LAYOUT,
                 delta_grad: str = "dense", paged_optimizer: bool = False) -> MemoryBreakdown:
     """The breakdown and its peak (allocated bytes, before the allocator's own overhead).
 
-    ``spiel``: SpIEL's layout (analysis.cost_model.layout.LAYOUTS); ``delta_grad``: the path
+    ``spiel``: SpIEL's layout (a name of analysis.cost_model.layout.LAYOUTS, or one); ``delta_grad``: the path
     its delta gradient takes ("dense" or "sddmm": timing.dispatcher_path).
     ``paged_optimizer``: the optimizer state lives in paged (unified) memory that is evicted to
     the host under pressure, as the paper's qLoRA (its footnote 10): it does not count."""
