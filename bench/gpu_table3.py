@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -86,7 +87,8 @@ def build_random_model(config: str, out: Path, device: str) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     raw, source = config_dict(config)
-    cfg = AutoConfig.for_model(**raw)
+    # The config's own dtype (Llama-2: float16) would override the default set below.
+    cfg = AutoConfig.for_model(**{k: v for k, v in raw.items() if k not in ("torch_dtype", "dtype")})
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -98,6 +100,9 @@ def build_random_model(config: str, out: Path, device: str) -> dict:
     finally:
         torch.set_default_dtype(previous)
     built = time.perf_counter()
+    wrong = {p.dtype for p in model.parameters()} - {dtype}
+    if wrong:
+        raise RuntimeError(f"{source}: the model was built in {sorted(map(str, wrong))}, not {dtype}")
     model.config.torch_dtype = dtype
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -197,6 +202,8 @@ def run(args) -> list[dict]:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but no CUDA device is visible (use --device cpu)")
+    if args.device == "cpu":  # the cells' processes too: measure uses CUDA whenever it sees one
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     cells = [(cell, *parse_cell(cell)) for cell in args.cells]
     for _, method_id, _ in cells:
         Method.table3(method_id, args.rank)  # an unknown method fails before the model is built
