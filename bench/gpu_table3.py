@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from analysis.cost_model import DEFAULT_LAYOUT, LAYOUTS, Method, Setup, load_shape, predict
@@ -197,13 +198,32 @@ def environment(device: str) -> dict:
     return env
 
 
+@contextmanager
+def cells_see_no_gpu(hide: bool):
+    """With ``hide``, the cells' processes see no GPU (measure uses CUDA whenever it sees one);
+    the caller's environment is restored afterwards."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hide:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if hide and before is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        elif hide:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def run(args) -> list[dict]:
+    with cells_see_no_gpu(args.device == "cpu"):
+        return _run(args)
+
+
+def _run(args) -> list[dict]:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but no CUDA device is visible (use --device cpu)")
-    if args.device == "cpu":  # the cells' processes too: measure uses CUDA whenever it sees one
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     cells = [(cell, *parse_cell(cell)) for cell in args.cells]
     for _, method_id, _ in cells:
         Method.table3(method_id, args.rank)  # an unknown method fails before the model is built

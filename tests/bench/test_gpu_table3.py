@@ -1,5 +1,6 @@
 """bench.gpu_table3 end to end on CPU: the same code the GPU check runs, on a tiny config."""
 import json
+import os
 
 import pytest
 
@@ -10,7 +11,8 @@ TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num
         "_comment": "keys starting with _ are dropped"}
 
 
-def test_tiny_config_on_cpu_writes_records_beside_predictions(tmp_path):
+def test_tiny_config_on_cpu_writes_records_beside_predictions(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
     out = tmp_path / "run"
@@ -29,6 +31,7 @@ def test_tiny_config_on_cpu_writes_records_beside_predictions(tmp_path):
     assert cells[1]["trainable_params"] == 4 * 2 * ((64 + 64) * 2 + 2 * (64 + 32) + 3 * (64 + 128))
     # each cell in its own process, and the prediction beside it
     assert len({c["environment"]["pid"] for c in cells}) == 3
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"  # hidden from the cells only
     assert cells[1]["predicted"]["delta_grad"] in ("dense", "sddmm") and cells[1]["predicted"]["peak_gib"] > 0
     assert cells[0]["predicted"]["plain_vs_floor"] == pytest.approx(1.0)
     table = (out / "table3.md").read_text()
