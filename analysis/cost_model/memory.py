@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from analysis.cost_model.layout import DEFAULT_LAYOUT, SpielLayout, layout as get_layout
 from analysis.cost_model.methods import Method, Setup
 from analysis.cost_model.shapes import ModelShape
 
@@ -43,17 +44,6 @@ GIB = 2**30
 # bitsandbytes NF4 with double quantization: 4 bits per weight, one 8-bit absmax per block of
 # 64 weights, one fp32 absmax per 256 of those blocks (the code tables are a few hundred bytes).
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
-# SpIEL, per tuned entry (sft.layer.SftLinear): int32 indices (every matrix < 2^31 entries) and
-# int32 grown_at; the delta-gradient plan (sft.kernels.make_plan, SDDMM path): the CSR mask's
-# int64 columns and fp32 values, and once a reselection has unsorted the indices an int64
-# permutation back to the caller's order.
-SFT_INDEX_BYTES, SFT_GROWN_AT_BYTES, SFT_PLAN_BYTES = 4, 4, 8 + 4 + 8
-# SFT-AG's estimation phase per candidate (sft.estimation.CandidateEstimator, K = k): int32
-# candidates, fp32 step gradient, sum and sum of squares, and their sorted SDDMM mask (8 + 4).
-AG_CANDIDATE_BYTES = 4 + 4 + 4 + 4 + 8 + 4
-# sft.optim: SftAdamW keeps exp_avg, exp_avg_sq (fp32) and an int32 age per value; SftSM3 one
-# fp32 accumulator per row and per column, plus an fp32 momentum buffer when momentum > 0.
-SFT_ADAMW_BYTES = 4 + 4 + 4
 # Empirical: the CUDA context (driver, kernels, cuBLAS handles) lives outside PyTorch's
 # allocator, so set_per_process_memory_fraction (the paper's cap) does not count it, but a job's
 # GPU does. 0.5 GiB is the usual size on A100/H100 with torch 2.x's lazy module loading; not
@@ -133,87 +123,94 @@ def activation_bytes(shape: ModelShape, method: Method, setup: Setup) -> tuple[f
     return setup.tokens * (shape.layers * per_block + head), 0.0
 
 
-def spiel_bytes(shape: ModelShape, method: Method, setup: Setup,
-                paper_code: bool = False) -> tuple[float, float, float]:
-    """(state, estimation, dense transient) of SpIEL. State: per tuned entry indices, grown_at
-    and the kernel plan, plus the plan's int64 row pointers (d_out + 1 per matrix). SFT-AG's
-    estimation phase (inside every S-step window, so inside the measured steps): the
+def spiel_bytes(shape: ModelShape, method: Method, setup: Setup, spiel: SpielLayout,
+                delta_grad: str = "dense") -> tuple[float, float, float]:
+    """(state, estimation, dense transient) of SpIEL in layout ``spiel`` (analysis.cost_model.
+    layout), with the delta gradient on path ``delta_grad`` ("dense" or "sddmm"). State: per
+    tuned entry the index, the age and the kernel plan (per entry and, SDDMM path, per row).
+    SFT-AG's estimation phase (inside every S-step window, so inside the measured steps): the
     candidate statistics of K = k candidates per matrix, and on its first step the dense dW of
-    one matrix at a time (dW in c, its fp32 copy unless c is fp32, and |dW| in fp32) from which
-    the top-K candidates are taken.
-
-    ``paper_code``: the paper's implementation (AlanAnsell/peft, Appendix B) gathered the
-    delta gradient from the dense dW, so it keeps no kernel plan and no candidate plan, and
-    kept each value's age in the optimizer state rather than a grown_at buffer."""
+    one matrix at a time (in c, an fp32 copy and |dW| as the layout keeps them) from which the
+    top-K candidates are taken."""
     if method.family != "sft":
         return 0.0, 0.0, 0.0
     active = shape.active_per_matrix(method.rank)
-    if paper_code:
-        per_entry, rows, candidate = SFT_INDEX_BYTES, 0, AG_CANDIDATE_BYTES - 12
-    else:
-        per_entry, rows, candidate = SFT_INDEX_BYTES + SFT_GROWN_AT_BYTES + SFT_PLAN_BYTES, 8, AG_CANDIDATE_BYTES
+    sddmm = delta_grad == "sddmm"
+    per_entry = spiel.index + spiel.age + (spiel.plan_sddmm if sddmm else spiel.plan_dense)
+    rows = spiel.plan_row if sddmm else 0
     state = shape.layers * sum(k * per_entry + rows * (d_out + 1) for _, _, d_out, k in active)
     if method.selection != "ag":
         return state, 0.0, 0.0
+    candidate = spiel.candidate + (spiel.candidate_plan if sddmm else 0)
     estimation = shape.layers * sum(k * candidate + rows * (d_out + 1) for _, _, d_out, k in active)
     largest = max(d_in * d_out for _, d_in, d_out, _ in active)
     c = setup.compute_bytes
-    return state, estimation, largest * (c + (4 if c != 4 else 0) + 4)
+    pick = c + (4 if spiel.pick_fp32_copy and c != 4 else 0) + (4 if spiel.pick_abs_fp32 else c)
+    return state, estimation, largest * pick
 
 
-def trainable_bytes(shape: ModelShape, method: Method, setup: Setup) -> tuple[float, float, float, float]:
+def trainable_bytes(shape: ModelShape, method: Method, setup: Setup,
+                    spiel: SpielLayout | None = None) -> tuple[float, float, float, float]:
     """(parameters, gradients, optimizer state, optimizer-step temporaries).
 
     LoRA: r(d_in + d_out) per matrix, fp32 (peft's autocast_adapter_dtype, also under qLoRA);
     torch AdamW's two fp32 moments; on CUDA its foreach implementation holds about one more
     parameter-sized fp32 list while it computes the update. SpIEL: k values per matrix, fp32
-    (bf16 under 4 bits, as the paper); SftAdamW 12 bytes per value; SftSM3 4(d_out + d_in)
-    per matrix (+ 4 per value with momentum); its per-tensor temporaries are small."""
+    (bf16 under 4 bits, as the paper); SftAdamW the layout's bytes per value; SftSM3 4(d_out +
+    d_in) per matrix (+ 4 per value with momentum); its per-tensor temporaries are small."""
     n = shape.lora_params(method.rank) if method.family != "frozen" else 0
     if method.family == "lora":
         foreach = 4 * n if setup.device == "cuda" else 0
         return 4 * n, 4 * n, 8 * n, foreach
     if method.family == "sft":
+        spiel = spiel or get_layout(DEFAULT_LAYOUT)
         value = 2 if method.quantized else 4
         if method.selection == "ag":
-            opt = SFT_ADAMW_BYTES * n
+            opt = spiel.adamw * n
         else:
             opt = shape.layers * sum(4 * (d_in + d_out) for _, d_in, d_out in shape.block_linears())
-            opt += 4 * n if method.sm3_momentum > 0 else 0
+            opt += (spiel.sm3 + (4 if method.sm3_momentum > 0 else 0)) * n
         return value * n, value * n, opt, 0.0
     return 0.0, 0.0, 0.0, 0.0
 
 
 def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
-                     paper_code: bool = False) -> float:
-    """One matrix materialised at a time: SpIEL's W + Delta (a copy in c; under 4 bits the
-    dequantized W itself), bitsandbytes' dequantized W in the 4-bit floor's and qLoRA's
-    backward, and qLoRA's fp32 LM head cast to bf16 for each use under autocast. The paper's
-    SpIEL gathered its delta gradient from a dense dW (c) beside W + Delta."""
+                     spiel: SpielLayout | None = None, delta_grad: str = "dense") -> float:
+    """What one matrix at a time materialises: bitsandbytes' dequantized W (the 4-bit floor's
+    and qLoRA's backward; under 4 bits SpIEL's W + Delta is built on it), SpIEL's W + Delta copy
+    when it cannot patch W in place (4 bits, the paper's code), the dense path's dW beside it,
+    and qLoRA's fp32 LM head cast to bf16 for each use under autocast."""
     largest = max(d_in * d_out for _, d_in, d_out in shape.block_linears())
-    if method.family == "sft" or method.quantized:
-        out = largest * setup.compute_bytes * (2 if paper_code and method.family == "sft" else 1)
-        if method.quantized and method.family == "lora" and setup.device == "cuda":
-            out = max(out, shape.vocab * shape.hidden * setup.compute_bytes)
+    c = setup.compute_bytes
+    if method.family == "sft":
+        spiel = spiel or get_layout(DEFAULT_LAYOUT)
+        copies = (1 if method.quantized or not spiel.in_place_delta else 0) + (delta_grad == "dense")
+        return largest * c * copies
+    if method.quantized:
+        out = largest * c
+        if method.family == "lora" and setup.device == "cuda":
+            out = max(out, shape.vocab * shape.hidden * c)
         return out
     return 0.0
 
 
-def peak_memory(shape: ModelShape, method: Method, setup: Setup, paper_code: bool = False,
-           paged_optimizer: bool = False) -> MemoryBreakdown:
+def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | SpielLayout" = DEFAULT_LAYOUT,
+                delta_grad: str = "dense", paged_optimizer: bool = False) -> MemoryBreakdown:
     """The breakdown and its peak (allocated bytes, before the allocator's own overhead).
 
-    ``paper_code``: SpIEL as the paper's implementation kept it (``spiel_bytes``).
+    ``spiel``: SpIEL's layout (a name of analysis.cost_model.layout.LAYOUTS, or one); ``delta_grad``: the path
+    its delta gradient takes ("dense" or "sddmm": timing.dispatcher_path).
     ``paged_optimizer``: the optimizer state lives in paged (unified) memory that is evicted to
     the host under pressure, as the paper's qLoRA (its footnote 10): it does not count."""
+    spiel_layout = get_layout(spiel)
     weights = weight_bytes(shape, method, setup)
-    params, grads, opt, opt_tmp = trainable_bytes(shape, method, setup)
+    params, grads, opt, opt_tmp = trainable_bytes(shape, method, setup, spiel_layout)
     if paged_optimizer:
         opt = opt_tmp = 0.0
-    state, estimation, dense_tmp = spiel_bytes(shape, method, setup, paper_code)
+    state, estimation, dense_tmp = spiel_bytes(shape, method, setup, spiel_layout, delta_grad)
     saved, recompute = activation_bytes(shape, method, setup)
     loss_tmp = 8 * shape.vocab * setup.tokens
-    matrix_tmp = max(matrix_transient(shape, method, setup, paper_code), dense_tmp)
+    matrix_tmp = max(matrix_transient(shape, method, setup, spiel_layout, delta_grad), dense_tmp)
     persistent = weights + params + opt + state + estimation
     backward_start = persistent + saved + loss_tmp + recompute + matrix_tmp
     optimizer_step = persistent + grads + opt_tmp

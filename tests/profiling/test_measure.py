@@ -18,7 +18,9 @@ def test_floor_measures_steps_without_weight_gradients(tiny_model):
     assert record["trainable_params"] == 0
     assert len(record["step_times_s"]) == 2 and all(t > 0 for t in record["step_times_s"])
     assert record["mean_step_s"] == pytest.approx(sum(record["step_times_s"]) / 2)
-    assert record["peak_rss_mb"] >= record["built_rss_mb"] > 0
+    # ru_maxrss can trail psutil's current RSS by a few pages (Linux syncs its per-thread RSS
+    # counters into the high-water mark lazily): seen 0.25 MB short after a larger test ran first.
+    assert record["peak_rss_mb"] + 1 >= record["built_rss_mb"] > 0
     assert record["hook_times_s"] == [pytest.approx(0, abs=1e-3)] * 2  # the floor has no hooks
     assert record["step_phases"] == ["plain", "plain"]
     assert "cuda_max_allocated_gib" not in record  # CPU: peak RSS only
