@@ -71,6 +71,9 @@ def test_written_formats_show_intervals(evals, tmp_path):
     assert f"{row['mix/gsm']:.1f} [{row['mix/gsm_low']:.1f}, {row['mix/gsm_high']:.1f}]" in md
     assert (f"{row['mix/heldout_loss']:.2f} [{row['mix/heldout_loss_low']:.2f}, "
             f"{row['mix/heldout_loss_high']:.2f}]") in md
+    # the held-out loss says how many tokens it scored; benchmarks have no such column
+    assert row["mix/heldout_loss_tokens"] == 10 * N and "mix/gsm_tokens" not in csv.columns
+    assert f"{10 * N:,} tokens" in md
     tex = out.with_suffix(".tex").read_text()
     half = (row["mix/gsm_high"] - row["mix/gsm_low"]) / 2
     assert f"{row['mix/gsm']:.1f} $\\pm$ {half:.1f}" in tex and "nan" not in tex + md
