@@ -18,7 +18,7 @@ ALLOWED = {
     "analysis": {"artifacts"},
     "baselines": {"sft", "artifacts"},
     "finetune": {"baselines", "evals", "sft", "artifacts"},
-    "bench": {"sft"},
+    "bench": {"sft", "evals"},
     "rehearsal": {"artifacts"},
     "study": {"finetune", "baselines", "evals", "analysis", "artifacts"},
     "workflow": {"study", "finetune", "evals", "analysis", "rehearsal", "artifacts"},
