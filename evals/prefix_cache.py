@@ -10,9 +10,9 @@ remaining tokens on a copy of its key/value cache (transformers' DynamicCache):
   HFLM would build (the last max_length tokens of context + continuation, minus the last), one
   forward per distinct input (MMLU's four letters share theirs), batched with the prefix cache
   repeated over the batch and the suffixes right-padded under an attention mask;
-- greedy generation (`generate_until`): each row generates on its own from the prefix cache
-  (`model.generate` runs only the tokens the cache does not cover). Rows of one padded batch
-  cannot share a cache: left padding shifts the prefix to a different place in each row.
+- greedy generation (`generate_until`): HFLM's batches, each row laid out as prefix, padding,
+  its own tokens (the padding masked, so positions count as without it) on the prefix cache
+  repeated over the batch; `model.generate` runs only the tokens the cache does not cover.
 
 What is not cached runs HFLM's own path unchanged: requests that share fewer than
 MIN_SHARED_TOKENS tokens with another, sampled generation (one row at a time would draw other
@@ -203,18 +203,36 @@ class PrefixCachedHFLM(HFLM):
             return super()._model_generate(context, max_length, stop, attention_mask=mask,
                                            **generation_kwargs)
         width = context.shape[1]
-        outs = []
-        for row, prefix in zip(rows, prefixes):
-            cache = copy.deepcopy(self._prefix_cache(prefix))
-            out = super()._model_generate(row[None], max_length - (width - len(row)), stop,
-                                          attention_mask=torch.ones_like(row)[None],
-                                          past_key_values=cache, **dict(generation_kwargs))
-            outs.append(out[0, len(row):])
+        generated: list[torch.Tensor | None] = [None] * len(rows)
+        for prefix in dict.fromkeys(prefixes):
+            members = [i for i, p in enumerate(prefixes) if p == prefix]
+            outs = self._generate_after(prefix, [rows[i][len(prefix):] for i in members],
+                                        max_length - width, stop, generation_kwargs)
+            for i, out in zip(members, outs):
+                generated[i] = out
         # HFLM's layout: the padded context, then each row's tokens padded to the longest
-        pad = self.tokenizer.pad_token_id
-        full = torch.full((len(rows), width + max(len(o) for o in outs)), pad,
-                          dtype=context.dtype, device=context.device)
+        full = torch.full((len(rows), width + max(len(g) for g in generated)),
+                          self.tokenizer.pad_token_id, dtype=context.dtype, device=context.device)
         full[:, :width] = context
-        for i, o in enumerate(outs):
-            full[i, width:width + len(o)] = o
+        for i, g in enumerate(generated):
+            full[i, width:width + len(g)] = g
         return full
+
+    def _generate_after(self, prefix: tuple[int, ...], suffixes: list[torch.Tensor],
+                        max_new: int, stop, generation_kwargs: dict) -> list[torch.Tensor]:
+        """Generated tokens of each row `prefix + suffix`, one batch on the prefix's cache. The
+        padding goes between prefix and suffix, masked: `generate` numbers positions by the
+        attention mask, so each row's tokens sit where they would alone."""
+        width = max(len(s) for s in suffixes)
+        shared = len(prefix)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(suffixes), shared + width), pad, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        ids[:, :shared], mask[:, :shared] = torch.tensor(prefix, device=self.device), 1
+        for i, s in enumerate(suffixes):
+            ids[i, shared + width - len(s):], mask[i, shared + width - len(s):] = s, 1
+        cache = copy.deepcopy(self._prefix_cache(prefix))
+        cache.batch_repeat_interleave(len(suffixes))
+        out = super()._model_generate(ids, shared + width + max_new, stop, attention_mask=mask,
+                                      past_key_values=cache, **dict(generation_kwargs))
+        return list(out[:, shared + width:])
