@@ -5,10 +5,11 @@ methods, so the embedded default reports it next to the benchmarks and uses it a
 of the hyperparameter grid. The split is deterministic (seeded shuffle), and the loss is the mean
 NLL per response token under exactly the training format and mask (finetune.chat).
 
-No example is dropped: one longer than `max_length` keeps its response and loses the start of
-its prompt, as a benchmark's context is cut from the left (lm-eval). A response that alone
-fills `max_length` keeps its first `max_length - 1` tokens after the prompt's last token (the
-part training sees: training cuts on the right), so every example scores at least one token.
+No example is dropped: one longer than `max_length` keeps its reply and loses the start of its
+prompt, as a benchmark's context is cut from the left (lm-eval). Where the replies from the
+first one on do not fit (a long reply, a long conversation), the window starts at the token
+before the first reply and is cut on the right, as training cuts: no example is left without
+a scored token.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from finetune.chat import IGNORE_INDEX, chat_prefix, encode_example
+from finetune.chat import IGNORE_INDEX, encode_row, segments
 from finetune.mixtures.io import read_rows, write_rows
 
 
@@ -37,19 +38,23 @@ def split_heldout(mixture: Path, train_out: Path, heldout_out: Path, n_heldout: 
     return len(rows) - n_heldout, n_heldout
 
 
-def encode_heldout(tokenizer, prompt: str, response: str, max_length: int) -> dict | None:
-    """An example's training encoding (finetune.chat) cut to a `max_length` window that holds as
-    much of its response as fits: the prompt is cut from the left first (see module docstring).
-    None only where the response has no token."""
-    # Enough tokens for the whole prompt (a token spans at least one character; +2 for special
-    # tokens) and max_length response tokens; a longer response is cut below anyway.
-    full = encode_example(tokenizer, prompt, response, len(chat_prefix(prompt)) + 2 + max_length)
+def encode_heldout(tokenizer, row: dict, max_length: int) -> dict | None:
+    """A mixture row's training encoding (finetune.chat) cut to a `max_length` window that
+    holds as much of its reply as fits: the prompt is cut from the left first (see module
+    docstring). None only where no reply has a token."""
+    pieces = segments(row["messages"], tokenizer.eos_token, row.get("template", "chat"))
+    head = sum(len(text) for text, _ in pieces[:next((k for k, (_, t) in enumerate(pieces) if t),
+                                                       len(pieces))])
+    # Enough tokens for everything before the first reply (a token spans at least one
+    # character; +2 for special tokens) and max_length tokens after it.
+    full = encode_row(tokenizer, row, head + 2 + max_length)
     if full is None:
         return None
     ids, labels = full["input_ids"], full["labels"]
     first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
-    # The window ends at the example's end if its response fits after one prompt token, else
-    # it starts at the prompt's last token; a token is scored from the one before it.
+    # The window ends at the example's end if everything from its first reply on fits after one
+    # prompt token, else it starts at the prompt's last token (a token is scored from the one
+    # before it).
     start = max(0, min(len(ids) - max_length, first - 1))
     ids, labels = ids[start:start + max_length], labels[start:start + max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
@@ -68,12 +73,10 @@ def heldout_loss(model, tokenizer, data_path: Path, max_length: int, batch_size:
     file, from 0), so that analysis.intervals can bootstrap the loss over examples; the score is
     their total NLL over their total tokens ("n_tokens", a column of the tables)."""
     rows = read_rows(data_path)
-    examples = [(i, encode_heldout(tokenizer, r["prompt"], r["response"], max_length))
-                for i, r in enumerate(rows)]
+    examples = [(i, encode_heldout(tokenizer, r, max_length)) for i, r in enumerate(rows)]
     empty = [i for i, e in examples if e is None]
     if empty:
-        raise ValueError(f"{data_path}: held-out line(s) {empty[:5]} have no response token "
-                         "to score")
+        raise ValueError(f"{data_path}: held-out line(s) {empty[:5]} have no reply token to score")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # Batches of similar lengths pad little; an example's loss does not depend on its batch.
