@@ -57,17 +57,22 @@ def figure3(runs: dict[str, tuple[np.ndarray, int]], path: Path) -> None:
 
 def best_settings(grid: pd.DataFrame, lower_is_better: bool, labels: dict[str, str]) -> pd.DataFrame:
     """Table 4: the best grid point (`hp`) per (model, method) by its dev score, the mean over
-    its scored seeds, with its method id (what the table runs' resolver looks up) beside the row
-    label that `labels` maps it to."""
+    its scored seeds (`seeds`: how many; `score_seed_sd`: their sample sd, empty with one), with
+    its method id (what the table runs' resolver looks up) beside the row label that `labels`
+    maps it to."""
     scored = grid.dropna(subset=["score"])
     point = ["model", "method", "hp"]
-    scored = scored.assign(score=scored.groupby(point)["score"].transform("mean")).drop_duplicates(point)
+    by_point = scored.groupby(point)["score"]
+    scored = scored.assign(score=by_point.transform("mean"), score_seed_sd=by_point.transform("std"),
+                           seeds=by_point.transform("count")).drop_duplicates(point)
     pick = scored.groupby(["model", "method"])["score"].idxmin() if lower_is_better else \
         scored.groupby(["model", "method"])["score"].idxmax()
     best = scored.loc[pick.values].rename(columns={"method": "method_id"})
     best.insert(best.columns.get_loc("method_id") + 1, "method",
                 [labels.get(m, m) for m in best["method_id"]])
-    return best.reset_index(drop=True)
+    rest = [c for c in best.columns if c not in ("score_seed_sd", "seeds")]
+    at = rest.index("score") + 1
+    return best[rest[:at] + ["score_seed_sd", "seeds"] + rest[at:]].reset_index(drop=True)
 
 
 HP_LABELS = {"lr": "learning rate", "r": "budget (LoRA-equivalent rank r)",

@@ -21,6 +21,7 @@ class Cell:
     reason: str = ""
     n_items: int | None = None
     items: ItemScores | None = None
+    n_tokens: int | None = None  # the tokens a loss scored (held-out loss), where it says
 
 
 # Benchmarks score a fraction shown in %; the held-out instruction loss (nats/token) and answer
@@ -123,4 +124,4 @@ def read_cell(index_path: Path, key: str) -> Cell:
     if result.get("score") is None:
         return Cell(None, result.get("note", "no score"))
     return Cell(scale_of(key) * result["score"], n_items=result.get("n_items"),
-                items=item_scores(result, key, path))
+                items=item_scores(result, key, path), n_tokens=result.get("n_tokens"))

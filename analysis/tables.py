@@ -8,7 +8,8 @@ Every measured cell carries a 95% interval (analysis.intervals) in the columns `
 over items (one bootstrap draw of the items shared by every seed, which were scored on the same
 items), so it is the uncertainty of that mean from the benchmark's finite size; the spread over
 seeds (training randomness) is the separate column `<col>_seed_sd` (sample sd of the seeds'
-scores; only where the config has several seeds).
+scores; only where the config has several seeds). A held-out loss column also says how many
+response tokens it scored, `<col>_tokens` (per seed; the seeds score the same slice).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Callable
 import pandas as pd
 
 from analysis.intervals import ItemMismatch, interval
-from analysis.results import BPB_SUFFIX, Cell, is_loss, read_cell, result_key, scale_of
+from analysis.results import BPB_SUFFIX, PER_ROLE, Cell, is_loss, read_cell, result_key, scale_of
 from artifacts.atomic import write_text
 
 # The paper's benchmarks, labelled. analysis imports no evals: evals.data.BENCHMARKS owns the
@@ -41,8 +42,8 @@ BPB_COLUMNS = [(role, f"{bench}_bpb") for role in MIXTURE_LABELS for bench in BE
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
 COLUMNS = {"table1": TABLE1_COLUMNS, "table2": TABLE2_COLUMNS}
 # The CSV's columns beside each value column "<role>/<bench>" (analysis.paper_comparison skips them).
-LOW, HIGH, SEED_SD = "_low", "_high", "_seed_sd"
-DERIVED_SUFFIXES = (LOW, HIGH, SEED_SD)
+LOW, HIGH, SEED_SD, TOKENS = "_low", "_high", "_seed_sd", "_tokens"
+DERIVED_SUFFIXES = (LOW, HIGH, SEED_SD, TOKENS)
 # Cells read per (model, method, column name): one Cell per seed.
 Cells = dict[tuple[str, str, str], list[Cell]]
 
@@ -73,6 +74,7 @@ class Summary:
     high: float | None = None
     seed_sd: float | None = None
     reasons: list[str] = field(default_factory=list)
+    n_tokens: int | None = None
 
 
 def summarize(cells: list[Cell], scale: float) -> Summary:
@@ -84,14 +86,16 @@ def summarize(cells: list[Cell], scale: float) -> Summary:
     reasons = [] if len(measured) == len(cells) else [f"{len(measured)} of {len(cells)} seeds"]
     values = [c.value for c in measured]
     sd = stdev(values) if len(values) > 1 else None
+    n_tokens = measured[0].n_tokens
     if any(c.items is None for c in measured):
-        return Summary(mean(values), seed_sd=sd, reasons=reasons + ["no per-item samples: no interval"])
+        return Summary(mean(values), seed_sd=sd, n_tokens=n_tokens,
+                       reasons=reasons + ["no per-item samples: no interval"])
     try:
         low, high, _ = interval([c.items for c in measured])
     except ItemMismatch as e:
-        return Summary(mean(values), seed_sd=sd,
+        return Summary(mean(values), seed_sd=sd, n_tokens=n_tokens,
                        reasons=reasons + [f"seeds scored on different items, no interval: {e}"])
-    return Summary(mean(values), scale * low, scale * high, sd, reasons)
+    return Summary(mean(values), scale * low, scale * high, sd, reasons, n_tokens)
 
 
 def read_cells(index_of: Callable[[str, str, str, int], Path | str], models: list[str],
@@ -135,6 +139,7 @@ def build_table(cells: Cells, models: list[str], labels: dict[str, str],
     for role, bench in columns:
         col = column_name(role, bench)
         names += [col, col + LOW, col + HIGH] + ([col + SEED_SD] if several_seeds else [])
+        names += [col + TOKENS] if bench in PER_ROLE else []
     rows = []
     for model in models:
         for method, label in labels.items():
@@ -146,6 +151,8 @@ def build_table(cells: Cells, models: list[str], labels: dict[str, str],
                 for suffix, v in [("", cell.value), (LOW, cell.low), (HIGH, cell.high),
                                   (SEED_SD, cell.seed_sd)]:
                     row[col + suffix] = None if v is None else round(v, 4)
+                if bench in PER_ROLE:
+                    row[col + TOKENS] = cell.n_tokens
                 for reason in cell.reasons:
                     reasons.setdefault(reason, []).append(col)
             row["notes"] = "; ".join(
@@ -175,6 +182,9 @@ def _cell_text(row, col: str, style: str) -> str:
     sd = row.get(col + SEED_SD)
     if style == "md" and sd is not None and not pd.isna(sd):
         text += f" (seed sd {sd:.{d}f})"
+    tokens = row.get(col + TOKENS)
+    if style == "md" and tokens is not None and not pd.isna(tokens):
+        text += f", {int(tokens):,} tokens"
     return text
 
 

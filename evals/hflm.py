@@ -14,12 +14,13 @@ in `_model_generate`, and the text of each row is made by a `tok_decode` call on
 generated ids right after it, row by row. `_model_generate` therefore queues, per row, the
 unpadded prompt ids with the generated ids, and `tok_decode` uses the queued prompt when the ids
 it is given are exactly the next queued generation; any other call decodes as before.
+It builds on `evals.prefix_cache.PrefixCachedHFLM`, which computes shared few-shot prefixes once.
 """
 from __future__ import annotations
 
 from collections import deque
 
-from lm_eval.models.huggingface import HFLM
+from evals.prefix_cache import PrefixCachedHFLM
 
 
 def decode_continuation(tokenizer, prompt_ids: list[int], generated_ids: list[int],
@@ -32,7 +33,7 @@ def decode_continuation(tokenizer, prompt_ids: list[int], generated_ids: list[in
     return full_text[len(prompt_text):]
 
 
-class ReferenceDecodeHFLM(HFLM):
+class ReferenceDecodeHFLM(PrefixCachedHFLM):
     """HFLM whose generations are decoded together with their prompt (see module docstring)."""
 
     def __init__(self, *args, **kwargs):

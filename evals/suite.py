@@ -3,7 +3,8 @@
 Engine: lm-eval's `simple_evaluate` with one `HFLM` wrapping the already-loaded model, so the
 import and load costs are paid once. The HFLM is `evals.hflm.ReferenceDecodeHFLM`, which decodes
 each generation together with its prompt as open-instruct does (SentencePiece tokenizers would
-otherwise lose the continuation's leading space). Each benchmark is one of our task YAMLs in `evals/tasks/`
+otherwise lose the continuation's leading space), and which computes each shared few-shot prefix
+once (evals.prefix_cache). Each benchmark is one of our task YAMLs in `evals/tasks/`
 (names prefixed `spiel_`, so they never collide with lm-eval's built-ins). We load the YAML with
 lm-eval's own loader, point `dataset_kwargs.data_files` at the rendered docs of this run, and set
 the generation settings from the benchmark config; lm-eval batches, generates, filters and
@@ -113,11 +114,12 @@ def _result_key(task_results: dict, metric: str) -> str:
 
 
 def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Path],
-              out_dir: Path) -> dict[str, dict]:
+              out_dir: Path, prefix_cache: bool = True) -> dict[str, dict]:
     """Evaluate `model` on each benchmark in `benchmarks` (name -> cfg) using `data` (name -> file
     written by `prepare_benchmark`); write `out_dir/<name>.json` and return name -> that dict.
     A name "<bench>_bpb" scores the reference answers' likelihood (evals.answer_likelihood)
-    with <bench>'s cfg instead of its accuracy."""
+    with <bench>'s cfg instead of its accuracy. `prefix_cache`: compute each shared few-shot
+    prefix once (evals.prefix_cache); False runs lm-eval's HFLM path as it is."""
     from lm_eval.tasks import TaskManager
 
     from evals.hflm import ReferenceDecodeHFLM
@@ -127,6 +129,7 @@ def run_suite(model, tokenizer, benchmarks: dict[str, dict], data: dict[str, Pat
         raise ValueError(f"run_suite: no prepared data for {missing}")
     out_dir = Path(out_dir)
     lm = ReferenceDecodeHFLM(pretrained=model, tokenizer=tokenizer, batch_size=1)
+    lm.use_prefix_cache = prefix_cache
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
     results = {}
     with tempfile.TemporaryDirectory(prefix="spiel-evals-") as tmp:

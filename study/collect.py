@@ -66,7 +66,8 @@ def run_setting(plan: Plan, model: str, method: str, pairs: list[tuple[str, str]
 def grid_frame(layout: Layout, index_paths: list[Path], score: str) -> pd.DataFrame:
     """One row per grid point: its tag (`hp`), which hyperparameters its search varied
     (`searched`), the learning rate, budget and weight decay it trained with (its method.json;
-    any other searched hyperparameter too) and its dev score (or the reason it has none)."""
+    any other searched hyperparameter too) and its dev score (or the reason it has none), with
+    the tokens a loss score scored (`tokens`; empty for a benchmark's score)."""
     rows = []
     for index in map(Path, index_paths):
         run = Run.from_dir(index)
@@ -76,8 +77,8 @@ def grid_frame(layout: Layout, index_paths: list[Path], score: str) -> pd.DataFr
         cell = read_cell(index, result_key(run.mixture, score))
         rows.append({"model": run.model, "method": run.method, "hp": run.hp, "searched": ",".join(point),
                      **{k: resolved.get(k) for k in GRID_SHOWN}, **point,
-                     "score": cell.value, "note": cell.reason})
-    columns = ["model", "method", "hp", "searched", *GRID_SHOWN, "score", "note"]
+                     "score": cell.value, "tokens": cell.n_tokens, "note": cell.reason})
+    columns = ["model", "method", "hp", "searched", *GRID_SHOWN, "score", "tokens", "note"]
     # object columns: a budget stays 16 (not 16.0) beside a method without one
     frame = pd.DataFrame(rows, dtype=object) if rows else pd.DataFrame(columns=columns, dtype=object)
     return frame.astype({"score": float})

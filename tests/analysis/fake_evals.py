@@ -37,7 +37,7 @@ def humaneval(pass_at_1: list[float]) -> dict:
 def heldout(nll: list[float], tokens: list[int]) -> dict:
     samples = [{"id": i, "nll": float(n), "tokens": int(t)} for i, (n, t) in enumerate(zip(nll, tokens))]
     return {"benchmark": "heldout_loss", "score": sum(nll) / sum(tokens), "n_items": len(samples),
-            "samples": samples}
+            "n_tokens": sum(tokens), "samples": samples}
 
 
 def bpb(bench: str, bits: list[float], nbytes: list[int]) -> dict:

@@ -71,6 +71,9 @@ def test_written_formats_show_intervals(evals, tmp_path):
     assert f"{row['mix/gsm']:.1f} [{row['mix/gsm_low']:.1f}, {row['mix/gsm_high']:.1f}]" in md
     assert (f"{row['mix/heldout_loss']:.2f} [{row['mix/heldout_loss_low']:.2f}, "
             f"{row['mix/heldout_loss_high']:.2f}]") in md
+    # the held-out loss says how many tokens it scored; benchmarks have no such column
+    assert row["mix/heldout_loss_tokens"] == 10 * N and "mix/gsm_tokens" not in csv.columns
+    assert f"{10 * N:,} tokens" in md
     tex = out.with_suffix(".tex").read_text()
     half = (row["mix/gsm_high"] - row["mix/gsm_low"]) / 2
     assert f"{row['mix/gsm']:.1f} $\\pm$ {half:.1f}" in tex and "nan" not in tex + md
@@ -92,6 +95,28 @@ def test_seeds_mean_interval_and_spread(tmp_path):
     out = tmp_path / "t.csv"
     tables.write_table(table, out)
     assert f"(seed sd {row['mix/gsm_seed_sd']:.1f})" in out.with_suffix(".md").read_text()
+
+
+def test_companion_pairs_seeds_and_gives_their_spread(tmp_path):
+    """Two seeds each: the difference of the seeds' means, with the sd over seeds of seed s
+    against the reference's seed s; one seed has no spread."""
+    def right_of_100(k):
+        return {"gsm": accuracy("gsm", [True] * k + [False] * (100 - k))}
+
+    for seed, (ours, ref) in enumerate([(70, 50), (60, 55)]):
+        write_run(tmp_path, "m", "mix", "sft-ag", right_of_100(ours), seed=seed)
+        write_run(tmp_path, "m", "mix", "lora", right_of_100(ref), seed=seed)
+    cols, labels = [("mix", "gsm")], {"lora": "LoRA", "sft-ag": "SFT-AG"}
+    both = tables.read_cells(index_of(tmp_path), ["m"], list(labels), cols, dict.fromkeys(labels, cols), [0, 1])
+    row = rc.compare_to_reference(both, ["m"], labels, cols, "lora").iloc[0]
+    assert row["difference"] == pytest.approx(((70 + 60) - (50 + 55)) / 2)
+    assert row["difference_seed_sd"] == pytest.approx(np.std([20, 5], ddof=1))
+    one = tables.read_cells(index_of(tmp_path), ["m"], list(labels), cols, dict.fromkeys(labels, cols), [0])
+    assert rc.compare_to_reference(one, ["m"], labels, cols, "lora").iloc[0]["difference_seed_sd"] is None
+    out = tmp_path / "versus.csv"
+    rc.write_reference_comparison(rc.compare_to_reference(both, ["m"], labels, cols, "lora"), out,
+                                  "Table 1", "LoRA")
+    assert f"(seed sd {np.std([20, 5], ddof=1):.1f})" in out.with_suffix(".md").read_text()
 
 
 def test_result_without_samples_keeps_its_value_and_says_why(tmp_path):

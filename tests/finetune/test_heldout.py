@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finetune.chat import encode_row
-from finetune.heldout import heldout_loss, split_heldout
+from finetune.heldout import encode_heldout, heldout_loss, split_heldout
 from finetune.mixtures.io import read_rows
 
 
@@ -53,14 +53,59 @@ def test_loss_matches_per_example_reference_and_ignores_padding(tiny_model_dir, 
     assert batched["score"] == sum(s["nll"] for s in samples) / sum(s["tokens"] for s in samples)
 
 
-def test_samples_skip_examples_without_response_tokens_and_keep_their_line(tmp_path, tiny_model_dir,
-                                                                           mixture_path):
+def _summed_nll(model, ex) -> tuple[float, int]:
+    labels = torch.tensor([ex["labels"]])
+    n = int((labels[:, 1:] != -100).sum())
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([ex["input_ids"]]), labels=labels).loss
+    return loss.item() * n, n
+
+
+def test_no_example_is_dropped_a_long_prompt_loses_its_start(tmp_path, tiny_model_dir, mixture_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = read_rows(mixture_path)[:3]
-    rows[1] = {**rows[1], "messages": [{"role": "user", "content": "word " * 200},
+    rows[1] = {**rows[1], "messages": [{"role": "user", "content": "word " * 200 + "What is 1 plus 1?"},
                                        *rows[1]["messages"][1:]]}  # the prompt alone fills max_length
     path = tmp_path / "h.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = heldout_loss(model, tokenizer, path, max_length=64, batch_size=2)
-    assert [s["id"] for s in result["samples"]] == [0, 2] and result["n_items"] == 2
+    assert [s["id"] for s in result["samples"]] == [0, 1, 2] and result["n_items"] == 3
+
+    # the long example scores its whole reply, after the last 64 - len(reply) tokens
+    whole = encode_row(tokenizer, rows[1], 10_000)
+    n_reply = sum(label != -100 for label in whole["labels"])
+    assert len(whole["input_ids"]) > 64 and n_reply < 63
+    cut = {"input_ids": whole["input_ids"][-64:], "labels": whole["labels"][-64:]}
+    assert encode_heldout(tokenizer, rows[1], 64)["input_ids"] == cut["input_ids"]
+    nll, n = _summed_nll(model, cut)
+    assert result["samples"][1]["tokens"] == n == n_reply
+    assert result["samples"][1]["nll"] == pytest.approx(nll, rel=1e-5)
+    assert result["n_tokens"] == sum(s["tokens"] for s in result["samples"])
+
+
+def _row(*turns: str) -> dict:
+    return {"messages": [{"role": ("user", "assistant")[k % 2], "content": t} for k, t in enumerate(turns)]}
+
+
+def test_a_reply_longer_than_max_length_keeps_its_head_after_the_prompt(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = _row("What is 2 plus 2?", "four " * 100)
+    whole = encode_row(tokenizer, row, 10_000)
+    first = next(i for i, label in enumerate(whole["labels"]) if label != -100)
+    ex = encode_heldout(tokenizer, row, 32)
+    # the prompt's last token, then the reply's first 31 tokens: each of them scored
+    assert ex["input_ids"] == whole["input_ids"][first - 1:first + 31]
+    assert ex["labels"][0] == -100 and all(label != -100 for label in ex["labels"][1:])
+    # a short example is its training encoding, untouched
+    short = encode_row(tokenizer, _row("What is 2 plus 2?", "four"), 64)
+    assert short is not None and encode_heldout(tokenizer, _row("What is 2 plus 2?", "four"), 64) == short
+
+
+def test_a_conversation_keeps_its_replies_and_loses_the_start_of_its_first_prompt(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = _row("word " * 100 + "What is 2 plus 2?", "4", "And 3 plus 3?", "6")
+    whole = encode_row(tokenizer, row, 10_000)
+    ex = encode_heldout(tokenizer, row, 64)
+    assert ex["input_ids"] == whole["input_ids"][-64:]  # both replies, the prompt's start cut
+    assert sum(label != -100 for label in ex["labels"]) == sum(label != -100 for label in whole["labels"])

@@ -18,7 +18,7 @@ ALLOWED = {
     "analysis": {"artifacts"},
     "baselines": {"sft", "artifacts"},
     "finetune": {"baselines", "evals", "sft", "artifacts"},
-    "bench": {"sft", "finetune", "analysis", "artifacts"},
+    "bench": {"sft", "finetune", "evals", "analysis", "artifacts"},
     "rehearsal": {"artifacts"},
     "study": {"finetune", "baselines", "evals", "analysis", "artifacts"},
     "workflow": {"study", "finetune", "evals", "analysis", "rehearsal", "artifacts"},

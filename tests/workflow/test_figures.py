@@ -70,6 +70,7 @@ def test_best_settings_compares_points_by_their_mean_over_seeds():
             for score in scores]
     best = figures.best_settings(pd.DataFrame(rows), lower_is_better=True, labels=LABELS)
     assert best[["hp", "score"]].values.tolist() == [["lr=0.0001", 1.5]]
+    assert best[["seeds", "score_seed_sd"]].values.tolist() == [[2, 0.0]]  # its spread beside it
 
 
 def figure4_axes(monkeypatch, tmp_path, grid, score):
