@@ -235,15 +235,14 @@ def _columns_reaching(rows: Tensor, col_ascending: Tensor, thresholds: Tensor) -
     fl32(r * c) rises with c, so a binary search over each matrix's ascending columns finds
     the first that reaches t; its fixed ceil(log2(d_in + 1)) steps need no host decision."""
     B, d_in = col_ascending.shape
+    shape = (B, rows.shape[1], thresholds.shape[1])
     r, t = rows[:, :, None], thresholds[:, None, :]
-    base = (torch.arange(B, device=rows.device) * d_in)[:, None, None]
-    flat_cols = col_ascending.reshape(-1)
-    below = torch.zeros(B, rows.shape[1], thresholds.shape[1], dtype=torch.long, device=rows.device)
+    below = torch.zeros(shape, dtype=torch.long, device=rows.device)
     step = 1 << max(d_in.bit_length() - 1, 0) if d_in else 0
     while step:
         candidate = below + step  # do the first `candidate` columns all score below t?
         fits = candidate <= d_in
-        c = flat_cols[base + candidate.clamp(max=d_in) - 1]
+        c = col_ascending.gather(1, (candidate.clamp(max=d_in) - 1).view(B, -1)).view(shape)
         below += step * (fits & (r * c < t))
         step >>= 1
     return d_in - below
