@@ -240,10 +240,9 @@ class SftSelector:
         dropped = smallest_magnitude_positions(torch.stack([layer.values for layer in layers]), k)
         indices = torch.stack([layer.indices for layer in layers]).long()
         is_dropped = torch.zeros_like(indices, dtype=torch.bool).scatter_(1, dropped, True)
-        active, order = torch.sort(indices, dim=1)
         candidates = torch.stack([estimator.candidates for estimator in estimators]).long()
-        at = torch.searchsorted(active, candidates).clamp_(max=active.shape[1] - 1)
-        still_active = (active.gather(1, at) == candidates) & ~is_dropped.gather(1, order.gather(1, at))
+        at = torch.searchsorted(indices, candidates).clamp_(max=indices.shape[1] - 1)  # sorted
+        still_active = (indices.gather(1, at) == candidates) & ~is_dropped.gather(1, at)
         moments = [estimator.moments() for estimator in estimators]
         mean_grad = torch.stack([mean for mean, _ in moments])
         mean_sq_grad = torch.stack([mean_sq for _, mean_sq in moments])
@@ -262,9 +261,9 @@ class SftSelector:
         # Exclude every currently active index, dropped ones included: their rows and columns
         # score high merely for holding active entries, so they would be regrown at once.
         # Only when that leaves too few positions, just-dropped ones are allowed back (moved
-        # past the end by the sort, then cut off).
+        # past the end by a sort, then cut off). Layers keep their indices sorted.
         if numel - num_active >= k:
-            excluded = torch.sort(indices, dim=1).values
+            excluded = indices
         else:
             marked = indices.scatter(1, dropped, numel)
             excluded = torch.sort(marked, dim=1).values[:, : num_active - k]
