@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .estimation import CandidateEstimator
-from .growth import top_outer_product
+from .growth import top_outer_products
 from .io import atomic_save_safetensors, read_safetensors
 from .layer import SftLinear
 from .optim import GrowthSeed, SftSM3, unwrap_optimizer
@@ -50,8 +50,9 @@ def replacement_count(num_active: int, step: int, total_steps: int, rate: float,
 
 
 def smallest_magnitude_positions(values: Tensor, k: int) -> Tensor:
-    """Positions of the ``k`` values closest to 0 (changed least from pretrained)."""
-    return torch.topk(values.detach().float().abs(), k, largest=False, sorted=False).indices
+    """Positions of the ``k`` values closest to 0 (changed least from pretrained), per row of
+    a stack of matrices' values."""
+    return torch.topk(values.detach().float().abs(), k, dim=-1, largest=False, sorted=False).indices
 
 
 def find_grad_scaler(optimizer):
@@ -92,7 +93,8 @@ class SftSelector:
         self.next_reselection = self.config.accumulation_steps
         self.last_replaced: dict[str, int] = {}
         self._step_scale: float | None = None  # loss scale of the optimizer step just taken
-        self._since_log = {"dropped": 0, "grown": 0, "regrown": 0}
+        self._since_log = {"dropped": 0, "grown": 0}
+        self._regrown: list[Tensor] = []  # per reselected batch, on the device
         self.bind(optimizer, total_steps)
 
     def bind(self, optimizer=None, total_steps: int | None = None) -> None:
@@ -186,30 +188,41 @@ class SftSelector:
             self.next_reselection += self.config.reselection_steps
         self._maybe_begin_estimation()
 
+    # ---- reselection: layers of one shape are selected together (see sft.growth) --------
+
     @torch.no_grad()
     def reselect(self) -> None:
-        """Drop and grow in every layer now (normally called by :meth:`step`)."""
+        """Drop and grow in every layer now (normally called by :meth:`step`). Layers of one
+        shape are selected as one batch; the host waits on the device a fixed number of times
+        per batch, not per layer (on a GPU each wait stalls the launch queue)."""
         first = self.num_reselections == 0
         self.model.num_reselections += 1
         self.last_replaced = {}
+        batches: dict[tuple, list[tuple[str, SftLinear]]] = {}
         for name, layer in self._layers():
             k = replacement_count(layer.num_active, self.completed_steps, self.total_steps,
                                   self.config.initial_reselection_rate, self.config.schedule,
                                   first)
             if k == 0:
                 continue
+            key = (layer.shape, layer.num_active, k, layer.values.dtype, layer.values.device)
             if self.config.selection == "ag":
-                replaced = self._reselect_ag(layer, k)
-            else:
-                replaced = self._reselect_ma(layer, k)
-            self.last_replaced[name] = replaced
+                estimator = layer.estimator
+                if estimator is None or estimator.num_steps == 0:
+                    self.last_replaced[name] = 0  # it saw no gradient in the phase: keep its set
+                    continue
+                key += (estimator.candidates.numel(),)
+            batches.setdefault(key, []).append((name, layer))
+        select = self._reselect_ag if self.config.selection == "ag" else self._reselect_ma
+        for (_, _, k, *_), members in batches.items():
+            layers = [layer for _, layer in members]
+            dropped, grown, seeds = select(layers, k)
+            self._count_replaced(layers, dropped, grown)
+            for (name, layer), positions, new, seed in zip(members, dropped, grown, seeds):
+                self.last_replaced[name] = self._replace(layer, positions, new, seed)
 
     def _replace(self, layer: SftLinear, positions: Tensor, grown: Tensor,
                  seed: GrowthSeed | None) -> int:
-        dropped = layer.indices[positions]
-        self._since_log["dropped"] += positions.numel()
-        self._since_log["grown"] += grown.numel()
-        self._since_log["regrown"] += int(torch.isin(grown.to(dropped.dtype), dropped).sum())
         layer.indices[positions] = grown.to(layer.indices.dtype)
         layer.values[positions] = 0
         layer.grown_at[positions] = self.num_reselections
@@ -221,36 +234,55 @@ class SftSelector:
         self.optimizer.permute_state(layer.values, layer.sort_entries())
         return positions.numel()
 
-    def _reselect_ag(self, layer: SftLinear, k: int) -> int:
-        estimator = layer.estimator
-        if estimator is None or estimator.num_steps == 0:
-            return 0  # this layer saw no gradient in the phase: keep its set
-        dropped = smallest_magnitude_positions(layer.values, k)
-        keep = torch.ones(layer.num_active, dtype=torch.bool, device=dropped.device)
-        keep[dropped] = False
-        still_active = layer.indices[keep]
-        mean_grad, mean_sq_grad = estimator.moments()
-        score = mean_grad.abs()
-        score[torch.isin(estimator.candidates, still_active)] = -math.inf
-        chosen = torch.topk(score, k, sorted=False).indices
-        seed = GrowthSeed(mean_grad[chosen], mean_sq_grad[chosen], estimator.num_steps)
-        return self._replace(layer, dropped, estimator.candidates[chosen], seed)
+    def _reselect_ag(self, layers: list[SftLinear], k: int):
+        """SFT-AG for layers of one shape: (dropped positions [B, k], grown indices, seeds)."""
+        estimators = [layer.estimator for layer in layers]
+        dropped = smallest_magnitude_positions(torch.stack([layer.values for layer in layers]), k)
+        indices = torch.stack([layer.indices for layer in layers]).long()
+        is_dropped = torch.zeros_like(indices, dtype=torch.bool).scatter_(1, dropped, True)
+        candidates = torch.stack([estimator.candidates for estimator in estimators]).long()
+        at = torch.searchsorted(indices, candidates).clamp_(max=indices.shape[1] - 1)  # sorted
+        still_active = (indices.gather(1, at) == candidates) & ~is_dropped.gather(1, at)
+        moments = [estimator.moments() for estimator in estimators]
+        mean_grad = torch.stack([mean for mean, _ in moments])
+        mean_sq_grad = torch.stack([mean_sq for _, mean_sq in moments])
+        chosen = torch.topk(mean_grad.abs().masked_fill(still_active, -math.inf), k, dim=1,
+                            sorted=False).indices
+        seeds = [GrowthSeed(mean, mean_sq, estimator.num_steps) for mean, mean_sq, estimator
+                 in zip(mean_grad.gather(1, chosen), mean_sq_grad.gather(1, chosen), estimators)]
+        return dropped, list(candidates.gather(1, chosen)), seeds
 
-    def _reselect_ma(self, layer: SftLinear, k: int) -> int:
-        dropped = smallest_magnitude_positions(layer.values, k)
-        row_acc, col_acc = self.optimizer.accumulators(layer.values)
-        numel = layer.shape[0] * layer.shape[1]
+    def _reselect_ma(self, layers: list[SftLinear], k: int):
+        """SFT-MA for layers of one shape: (dropped positions [B, k], grown indices, seeds)."""
+        dropped = smallest_magnitude_positions(torch.stack([layer.values for layer in layers]), k)
+        indices = torch.stack([layer.indices for layer in layers]).long()
+        num_active = indices.shape[1]
+        numel = layers[0].shape[0] * layers[0].shape[1]
         # Exclude every currently active index, dropped ones included: their rows and columns
         # score high merely for holding active entries, so they would be regrown at once.
-        # Only when that leaves too few positions, just-dropped ones are allowed back.
-        if numel - layer.num_active >= k:
-            excluded = layer.indices
+        # Only when that leaves too few positions, just-dropped ones are allowed back (moved
+        # past the end by a sort, then cut off). Layers keep their indices sorted.
+        if numel - num_active >= k:
+            excluded = indices
         else:
-            keep = torch.ones(layer.num_active, dtype=torch.bool, device=dropped.device)
-            keep[dropped] = False
-            excluded = layer.indices[keep]
-        grown = top_outer_product(row_acc, col_acc, k, torch.sort(excluded.long()).values)
-        return self._replace(layer, dropped, grown, None)
+            marked = indices.scatter(1, dropped, numel)
+            excluded = torch.sort(marked, dim=1).values[:, : num_active - k]
+        accumulators = [self.optimizer.accumulators(layer.values) for layer in layers]
+        grown = top_outer_products(torch.stack([row for row, _ in accumulators]),
+                                   torch.stack([col for _, col in accumulators]),
+                                   [k] * len(layers), list(excluded))
+        return dropped, grown, [None] * len(layers)
+
+    def _count_replaced(self, layers: list[SftLinear], dropped: Tensor, grown: list[Tensor]) -> None:
+        """Add a batch to the logged counts; how many grown entries had just been dropped stays
+        on the device until :meth:`log_entries`."""
+        old = torch.sort(torch.stack([layer.indices for layer in layers]).long().gather(1, dropped),
+                         dim=1).values
+        new = torch.stack(grown).long()
+        at = torch.searchsorted(old, new).clamp_(max=old.shape[1] - 1)
+        self._since_log["dropped"] += dropped.numel()
+        self._since_log["grown"] += new.numel()
+        self._regrown.append((old.gather(1, at) == new).sum())
 
     # ---- what it did, for the Trainer's logs -----------------------------------------
 
@@ -274,19 +306,30 @@ class SftSelector:
         """
         layers = self._layers()
         entries: dict[str, float] = {"sft/reselections": float(self.num_reselections)}
-        if any(self._since_log.values()):
-            entries.update({f"sft/{k}": float(v) for k, v in self._since_log.items()})
-            self._since_log = dict.fromkeys(self._since_log, 0)
+        regrown, self._regrown = self._regrown, []
         if not layers:
             return entries
+        # Everything the host needs from the device comes back in one copy: the |delta| sum,
+        # the entries per reselection iteration (small integers: exact quantiles without a
+        # sort) and the regrown count.
+        device = layers[0][1].values.device
+        num_iterations = self.num_reselections + 1  # grown_at lies in [0, num_reselections]
+        abs_sum = torch.zeros((), dtype=torch.float64, device=device)
+        counts = torch.zeros(num_iterations, dtype=torch.long, device=device)
+        for _, layer in layers:
+            grown_at = layer.grown_at.long()
+            abs_sum += layer.values.detach().double().abs().sum().to(device)
+            per_layer = torch.zeros(num_iterations, dtype=torch.long, device=grown_at.device)
+            counts += per_layer.scatter_add_(0, grown_at, torch.ones_like(grown_at)).to(device)
+        regrown_sum = sum((r.to(device) for r in regrown), torch.zeros((), dtype=torch.long, device=device))
+        fetched = torch.cat([abs_sum[None], regrown_sum[None].double(), counts.double()]).cpu()
+        if self._since_log["dropped"] or self._since_log["grown"]:
+            entries.update({f"sft/{k}": float(v) for k, v in self._since_log.items()})
+            entries["sft/regrown"] = float(fetched[1])
+            self._since_log = dict.fromkeys(self._since_log, 0)
         total = sum(layer.num_active for _, layer in layers)
-        abs_sum = sum(layer.values.detach().float().abs().sum() for _, layer in layers)
-        entries["sft/mean_abs_delta"] = float(abs_sum) / max(total, 1)
-        # Entries per reselection iteration (small integers): exact quantiles without a sort.
-        per_layer = [torch.bincount(layer.grown_at.long().cpu()) for _, layer in layers]
-        counts = torch.zeros(max(c.numel() for c in per_layer), dtype=torch.int64)
-        for c in per_layer:
-            counts[: c.numel()] += c
+        entries["sft/mean_abs_delta"] = float(fetched[0]) / max(total, 1)
+        counts = fetched[2:].long()
         iterations = torch.arange(counts.numel())
         steps = torch.tensor([self.step_of_reselection(int(i)) for i in iterations], dtype=torch.float64)
         ages = (self.completed_steps - steps).clamp_(min=0)
