@@ -20,7 +20,7 @@ localrules:
     all, downloads, download_model, build_mixture, split_heldout, prepare_benchmark, prepare_benchmark_split,
     prepare_benchmark_bpb,
     resolve_method,
-    method_table, paper_comparison, grid, figure3, table3,
+    method_table, paper_comparison, grid, figure4, figure3, table3,
 
 
 include: "workflow/rules/prepare.smk"

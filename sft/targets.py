@@ -34,6 +34,24 @@ def check_supported_weight(name: str, linear: nn.Linear) -> None:
             "floating-point weights and bitsandbytes 4-bit weights are supported")
 
 
+def check_not_other_weight_layer(name: str, module: nn.Module, named: bool) -> None:
+    """Raise ``ValueError`` for a selected layer with a weight matrix that is not an
+    ``nn.Linear``, rather than leave it silently untuned: transformers' ``Conv1D`` (GPT-2 and
+    its relatives keep every projection in one, its weight stored transposed), convolutions,
+    and, where ``target_modules`` names them, embeddings (by default, an embedding inside a
+    block, such as T5's relative position bias, is simply not a linear layer)."""
+    weight = module._parameters.get("weight")
+    if isinstance(module, nn.Linear) or weight is None or weight.dim() < 2:
+        return
+    if isinstance(module, nn.Embedding) and not named:
+        return
+    kind = f"{type(module).__module__}.{type(module).__name__}"
+    raise ValueError(
+        f"layer {name} is a {kind}, not an nn.Linear: sparse fine-tuning wraps nn.Linear layers "
+        "only. Load the model with nn.Linear projections, or name only nn.Linear layers in "
+        "target_modules")
+
+
 def _matches(name: str, suffixes: Sequence[str]) -> bool:
     return any(name == s or name.endswith("." + s) for s in suffixes)
 
@@ -50,8 +68,10 @@ def find_target_linears(
 
     ``None`` selects every linear layer inside the repeated blocks (excludes the LM head and
     any projection outside a ``ModuleList``); a list selects names ending in one of its
-    entries (peft semantics). Raises ``ValueError`` if nothing matches, or if a matching
-    layer's weight cannot carry a delta (:func:`check_supported_weight`: int8 / 8-bit layers).
+    entries (peft semantics). Raises ``ValueError`` if nothing matches, if a matching
+    layer's weight cannot carry a delta (:func:`check_supported_weight`: int8 / 8-bit layers),
+    or if a matching layer is a weight layer of another type (:func:`check_not_other_weight_layer`:
+    GPT-2's ``Conv1D``, ...).
     """
     if target_modules is None:
         prefixes = _inside_blocks(model)
@@ -62,7 +82,10 @@ def find_target_linears(
         what = f"linear layers named by target_modules={list(target_modules)}"
     found = []
     for name, module in model.named_modules():
-        if _is_supported_linear(module) and chosen(name):
+        if not chosen(name):
+            continue
+        check_not_other_weight_layer(name, module, named=target_modules is not None)
+        if _is_supported_linear(module):
             check_supported_weight(name, module)
             found.append((name, module))
     if not found:

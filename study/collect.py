@@ -84,14 +84,21 @@ def grid_frame(layout: Layout, index_paths: list[Path], score: str) -> pd.DataFr
     return frame.astype({"score": float})
 
 
-def grid_outputs(layout: Layout, index_paths: list[Path], score: str, table_csv: Path,
-                 figure_png: Path) -> None:
-    """Table 4 (the best setting per model and method) and Figure 4 (every grid point)."""
+def _labels(grid: pd.DataFrame) -> dict[str, str]:
+    return {m: method_facts(m)["label"] for m in grid["method"].unique()}
+
+
+def table4_from_grid(layout: Layout, index_paths: list[Path], score: str, table_csv: Path) -> None:
+    """Table 4: the best setting per model and method."""
     grid = grid_frame(layout, index_paths, score)
-    labels = {m: method_facts(m)["label"] for m in grid["method"].unique()}
-    best = figures.best_settings(grid, lower_is_better=better_direction(score) == "lower", labels=labels)
+    best = figures.best_settings(grid, lower_is_better=better_direction(score) == "lower", labels=_labels(grid))
     write_text(table_csv, best.to_csv(index=False))
-    figures.figure4(grid, score, Path(figure_png), labels)
+
+
+def figure4_from_grid(layout: Layout, index_paths: list[Path], score: str, figure_png: Path) -> None:
+    """Figure 4: every grid point's score."""
+    grid = grid_frame(layout, index_paths, score)
+    figures.figure4(grid, score, Path(figure_png), _labels(grid))
 
 
 def figure3_from_runs(summary_paths: list[Path], png: Path) -> None:

@@ -51,7 +51,7 @@ def hp_tag(values: dict) -> str:
     return ",".join(f"{k}={json.dumps(values[k])}" for k in sorted(values))
 
 
-# What the resolver reads from Table 4 (study.collect.grid_outputs writes it).
+# What the resolver reads from Table 4 (study.collect.table4_from_grid writes it).
 GRID_TABLE_COLUMNS = ("model", "method_id", "hp", "score")
 
 

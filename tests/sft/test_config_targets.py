@@ -93,3 +93,38 @@ def test_allocate_budget_exact_total_and_equal_density():
         allocate_budget(sizes, num_tunable_weights=3)
     with pytest.raises(ValueError, match="exceeds"):
         allocate_budget(sizes, num_tunable_weights=10**6)
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=64, vocab_size=64,
+                                      bos_token_id=0, eos_token_id=0))
+
+
+@pytest.mark.parametrize("targets, layer", [
+    (None, "transformer.h.0.attn.c_attn"),  # the default: every weight layer of the blocks
+    (["c_attn"], "transformer.h.0.attn.c_attn"),
+    (["lm_head", "c_fc"], "transformer.h.0.mlp.c_fc"),  # not silently the lm_head alone
+])
+def test_gpt2s_conv1d_is_a_clear_error_naming_the_layer_and_its_type(targets, layer):
+    """GPT-2 keeps its projections in transformers' Conv1D (a transposed weight), which the
+    library does not wrap: it says so, rather than tuning nothing or only the layers left."""
+    from sft import get_sft_model
+
+    with pytest.raises(ValueError, match=f"layer {layer} is a transformers.pytorch_utils.Conv1D, not an nn.Linear"):
+        get_sft_model(tiny_gpt2(), SftConfig(num_tunable_weights=64, target_modules=targets))
+
+
+def test_named_embeddings_are_an_error_and_embeddings_inside_blocks_are_skipped():
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+            self.bias_table = torch.nn.Embedding(4, 2)  # T5's relative position bias
+
+    model = torch.nn.Module()
+    model.blocks = torch.nn.ModuleList([Block()])
+    assert [name for name, _ in find_target_linears(model)] == ["blocks.0.proj"]
+    with pytest.raises(ValueError, match="layer blocks.0.bias_table is a torch.nn.modules.sparse.Embedding"):
+        list(find_target_linears(model, ["proj", "bias_table"]))

@@ -87,7 +87,7 @@ def test_no_target_is_the_whole_study_so_the_report_covers_every_output():
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
     assert counts["method_table"] == 2  # Tables 1 and 2
-    assert counts["grid"] == counts["figure3"] == counts["table3"] == counts["all"] == 1
+    assert counts["grid"] == counts["figure4"] == counts["figure3"] == counts["table3"] == counts["all"] == 1
     assert counts["profile_measure"] == 3  # LoRA, SFT-AG and the frozen floor
 
 

@@ -10,7 +10,7 @@ import yaml
 from snakemake.utils import validate
 
 from artifacts.layout import Run
-from study.collect import grid_frame, grid_outputs, method_table
+from study.collect import grid_frame, method_table, table4_from_grid
 from study.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def write_grid_point(results: Path, run: Run, method: dict, loss: float | None):
 
 
 def test_table4_from_grid_points_feeds_the_resolver(tmp_path):
-    """The grid's own output (study.collect.grid_outputs) is what the resolver reads: method id,
+    """The grid's own output (study.collect.table4_from_grid) is what the resolver reads: method id,
     the winning point's tag and its searched values, a budget written as an integer."""
     plan = Plan(embedded_config(tmp_path))
     results = plan.layout.root
@@ -140,7 +140,7 @@ def test_table4_from_grid_points_feeds_the_resolver(tmp_path):
     for (method, hp), loss in losses.items():
         run = Run("smollm2-135m", "flan", method, hp)
         indexes.append(write_grid_point(results, run, plan.resolved_method(run), loss))
-    grid_outputs(plan.layout, indexes, "heldout_loss", plan.layout.grid_table(), results / "figure4.png")
+    table4_from_grid(plan.layout, indexes, "heldout_loss", plan.layout.grid_table())
     table4 = pd.read_csv(plan.layout.grid_table(), dtype=str, keep_default_na=False).set_index("method_id")
     assert table4.loc["lora", ["method", "hp", "searched", "lr", "r"]].tolist() == ["LoRA", "lr=0.001,r=4", "lr,r", "0.001", "4"]
     assert table4.loc["ia3", ["hp", "r"]].tolist() == ["lr=0.003", ""]  # (IA)3 has no budget
@@ -152,7 +152,7 @@ def test_every_grid_point_failed_gives_an_empty_table4(tmp_path):
     plan = Plan(embedded_config(tmp_path))
     run = Run("smollm2-135m", "flan", "lora", "lr=0.001,r=4")
     index = write_grid_point(plan.layout.root, run, plan.resolved_method(run), None)
-    grid_outputs(plan.layout, [index], "heldout_loss", plan.layout.grid_table(), plan.layout.root / "figure4.png")
+    table4_from_grid(plan.layout, [index], "heldout_loss", plan.layout.grid_table())
     assert plan.resolved_method(Run("smollm2-135m", "mix", "lora"), plan.layout.grid_table())["setting_source"][
         "summary"] == "method defaults (grid found no winner)"
 

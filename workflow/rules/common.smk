@@ -3,6 +3,7 @@
 # -> tables and figures. The rules only name files; the plan decides which.
 from artifacts.layout import Layout, Run
 from study.checks import check_references
+from study.code_files import source_files
 from study.plan import BENCHMARKS, ROLES, Plan
 
 PLAN = Plan(config)

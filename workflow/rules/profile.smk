@@ -40,7 +40,9 @@ rule profile_measure:
 
 rule table3:
     input:
-        PLAN.profile_inputs(),
+        records=PLAN.profile_inputs(),
+        # the code that tabulates and draws: editing it reruns this rule (figures.smk says why)
+        code=source_files("study.table3", "analysis.table3", "analysis.cost_model"),
     output:
         csv=report(f"{RESULTS}/table3.csv", caption="../report/table3.rst", category="Tables"),
         md=f"{RESULTS}/table3.md",

@@ -1,9 +1,8 @@
-"""Snakemake adapter: Table 4 and Figure 4 from the grid runs (study.collect)."""
+"""Snakemake adapter: Table 4 from the grid runs (study.collect)."""
 from artifacts.layout import Layout
-from study.collect import grid_outputs
+from study.collect import table4_from_grid
 from study.rule_log import to_rule_log
 
 sm = snakemake  # noqa: F821
 to_rule_log(sm.log[0])
-grid_outputs(Layout(sm.config["results_dir"]), list(sm.input), sm.params.score, sm.output.table,
-             sm.output.figure)
+table4_from_grid(Layout(sm.config["results_dir"]), list(sm.input), sm.params.score, sm.output[0])
