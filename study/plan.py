@@ -16,7 +16,7 @@ from pathlib import Path
 
 from analysis.results import better_direction
 from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
-from baselines.checks import SETTING_SOURCE
+from baselines.checks import SETTING_SOURCE, non_finite_problems
 from baselines.config import (available_methods, method_facts, methods_dir, read_method_file,
                                resolve_method, run_plan)
 from finetune.mixtures import validate_spec
@@ -479,7 +479,7 @@ class Plan:
             if search["method"] not in known:
                 errors.append(f"study.grid.searches[{i}].method: unknown method {search['method']!r} "
                               f"(no {methods_dir()}/{search['method']}.yaml)")
-        errors += self.check_methods(set(known), builders)
+        errors += non_finite_problems(config) + self.check_methods(set(known), builders)
         if errors:
             raise ValueError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
 
