@@ -171,6 +171,19 @@ def test_a_bad_method_file_names_file_and_key(tmp_path, text, key):
     assert str(tmp_path / "bad.yaml") in str(err.value) and key in str(err.value), str(err.value)
 
 
+@pytest.mark.parametrize("data, what", [
+    (b"builder: full\nlabel: caf\xe9\ndefaults: {lr: 1.0e-4}\n", "not UTF-8 (byte 0xe9"),
+    (b"builder: full\ndefaults: {lr: 1.0e-4, r: " + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "nested too deeply"),
+    (b"builder: full\ndefaults: {lr: 1.0e-4, r: " + b"1" * 5000 + b"}\n", "Exceeds the limit"),
+])
+def test_an_unreadable_method_file_names_the_file(tmp_path, data, what):
+    (tmp_path / "bad.yaml").write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.yaml'}: not ")) as err:
+        read_method_file("bad", tmp_path)
+    assert what in str(err.value)
+
+
 def test_the_schema_and_the_key_table_know_every_builder():
     from baselines.checks import BUILDER_KEYS, SCHEMA_PATH
     from baselines.registry import BUILDERS
