@@ -3,7 +3,7 @@
     python -m bench.ma_growth [--repeats 5] [--threads 1] [--rank 16] [--layers 30] [--clock cpu|wall]
 
 For every SmolLM2-135M projection shape, ranks growth by SM3 accumulators with
-``sft.selection.top_outer_product`` (new) and with ``chunked_scan`` (the implementation it
+``sft.growth.top_outer_product`` (new) and with ``chunked_scan`` (the implementation it
 replaced, kept here only as the baseline) at the first reselection (k = d_phi, every index
 replaced) and at a later one (k = 0.2 d_phi). d_phi is the LoRA-rank-equivalent density,
 excluded = d_phi random active positions, accumulators log-normal (SM3 sums of squared
@@ -21,7 +21,7 @@ import math
 import torch
 
 from bench.timing import interleaved_medians, machine_line
-from sft.selection import top_outer_product
+from sft.growth import top_outer_product
 
 # (name, d_out, d_in, matrices of this shape per decoder layer)
 SHAPES = [("q/o", 576, 576, 2), ("k/v", 192, 576, 2), ("gate/up", 1536, 576, 2),

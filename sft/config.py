@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .format import CONFIG_NAME
 from .io import atomic_write_text
 
-CONFIG_NAME = "sft_config.json"
 # Facts that save_pretrained records beside the hyperparameters (as peft's adapter_config.json
 # does); SftConfig.load ignores them, read_metadata returns them.
 METADATA_KEYS = ("base_model_name_or_path", "sft_version", "tunable_weights", "targeted_weights")

@@ -8,13 +8,11 @@ an SFT, its model card, and exporting a merged standalone model for serving (vLL
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
-from .config import CONFIG_NAME, SftConfig
-from .model import WEIGHTS_NAME
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+from .format import CONFIG_NAME, REPO_ID, WEIGHTS_NAME
+
 
 
 def resolve_sft_dir(path_or_repo: str | os.PathLike, revision: str | None = None,
@@ -26,7 +24,7 @@ def resolve_sft_dir(path_or_repo: str | os.PathLike, revision: str | None = None
     if path.is_dir():
         return path
     name = str(path_or_repo)
-    if not _REPO_ID.fullmatch(name):
+    if not REPO_ID.fullmatch(name):
         raise FileNotFoundError(f"{name}: no such SFT directory (and not a Hub repo id)")
     from huggingface_hub import snapshot_download
 
@@ -52,51 +50,6 @@ def push_to_hub(sft_model, repo_id: str, *, private: bool | None = None, token: 
         return api.upload_folder(repo_id=target, folder_path=folder, repo_type="model",
                                  commit_message=commit_message, revision=revision,
                                  create_pr=create_pr)
-
-
-def _hub_id(name: str | None) -> str | None:
-    """``name`` if it reads as a Hub model id, not as a local path."""
-    if not name or os.path.isabs(name) or name.startswith((".", "~")) or Path(name).exists():
-        return None
-    return name if _REPO_ID.fullmatch(name) else None
-
-
-def model_card_text(config: SftConfig, metadata: dict) -> str:
-    """A short Hub model card (``README.md``) for a saved SFT."""
-    base = metadata.get("base_model_name_or_path")
-    hub_base = _hub_id(base)
-    front = ["---", "library_name: spiel-sft"]
-    if hub_base:
-        front.append(f"base_model: {hub_base}")
-    front += ["tags:", "- sparse-fine-tuning", "- spiel", "---", ""]
-    tunable, targeted = metadata.get("tunable_weights"), metadata.get("targeted_weights")
-    budget = (f"{tunable:,d} tunable weights ({100 * tunable / targeted:.3f}% of the "
-              f"{targeted:,d} weights of the targeted matrices)" if tunable and targeted else "")
-    method = "SFT-AG (accumulated gradients)" if config.selection == "ag" else \
-        "SFT-MA (momentum approximation, SM3)"
-    load_base = f'AutoModelForCausalLM.from_pretrained("{hub_base or base or "<base model>"}")'
-    body = [
-        f"# Sparse fine-tuning of {base or 'a base model'}",
-        "",
-        "A sparse delta over the base model's weights, trained with SpIEL "
-        "(Ansell et al., 2024, *Scaling Sparse Fine-Tuning to Large Language Models*): "
-        f"{method}, {budget or 'see sft_config.json for the budget'}. "
-        f"Written by spiel-sft {metadata.get('sft_version', '')}.".replace(" .", "."),
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM",
-        "from sft import SftModel",
-        "",
-        f"model = SftModel.from_pretrained({load_base}, \"<this repo or folder>\")",
-        "merged = model.merge_and_unload()  # a plain transformers model",
-        "```",
-        "",
-        "Files: `sft_model.safetensors` (per matrix: flat indices, values, the reselection at "
-        "which each entry was grown, and the shape) and `sft_config.json` (hyperparameters, "
-        "base model, library version and budget).",
-        "",
-    ]
-    return "\n".join(front + body)
 
 
 def export_merged(sft_model, directory: str | os.PathLike, tokenizer=None,

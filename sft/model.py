@@ -16,17 +16,15 @@ import torch
 from torch import Tensor, nn
 
 from .base_weights import dense_weight, is_4bit, replace_weight
-from .config import CONFIG_NAME, SftConfig
-from .io import atomic_save_safetensors, atomic_write_text, read_safetensors
+from . import hub
+from .config import SftConfig
+from .format import (CONFIG_NAME, WEIGHTS_NAME, compose_deltas, model_card_text, read_deltas,
+                     write_deltas)
+from .io import atomic_write_text
 from .layer import SftLinear
-from .targets import allocate_budget, check_supported_weight, find_target_linears, weight_shape
+from .targets import allocate_budget, find_target_linears, weight_shape
 from .version import __version__
 
-WEIGHTS_NAME = "sft_model.safetensors"
-FORMAT = "spiel-sft"
-FORMAT_VERSION = "1"
-FIELDS = ("indices", "values", "grown_at", "shape")
-INTEGER_DTYPES = (torch.int32, torch.int64)
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -178,21 +176,11 @@ class SftModel(nn.Module):
         :func:`sft.read_metadata`. ``model_card``: write a ``README.md`` (Hub model card) if
         the directory has none."""
         directory = Path(save_directory)
-        tensors = {}
-        for name, layer in self.sft_layers():
-            tensors[f"{name}.indices"] = layer.indices.detach().cpu().contiguous()
-            tensors[f"{name}.values"] = layer.values.detach().cpu().contiguous()
-            tensors[f"{name}.grown_at"] = layer.grown_at.detach().cpu().contiguous()
-            tensors[f"{name}.shape"] = torch.tensor(layer.shape, dtype=torch.int64)
-        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                    "num_reselections": str(self.num_reselections)}
-        atomic_save_safetensors(tensors, directory / WEIGHTS_NAME, metadata)
+        write_deltas(self.sft_layers(), directory / WEIGHTS_NAME, self.num_reselections)
         facts = self.metadata(base_model_name_or_path)
         self.sft_config.save(directory / CONFIG_NAME, metadata=facts)
         if model_card and not (directory / "README.md").exists():
-            from .hub import model_card_text
-
-            atomic_write_text(directory / "README.md", model_card_text(self.sft_config, facts))
+            atomic_write_text(directory / "README.md", model_card_text(self.sft_config.selection, facts))
         return directory
 
     def metadata(self, base_model_name_or_path: str | None = None) -> dict:
@@ -212,11 +200,9 @@ class SftModel(nn.Module):
         """Save the SFT (as :meth:`save_pretrained`, with its model card) and upload it to the
         Hub repo ``repo_id`` (created if missing) through ``huggingface_hub``; returns the
         commit info. Load it back with ``SftModel.from_pretrained(base, repo_id)``."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
-                           commit_message=commit_message, create_pr=create_pr,
-                           base_model_name_or_path=base_model_name_or_path)
+        return hub.push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                               commit_message=commit_message, create_pr=create_pr,
+                               base_model_name_or_path=base_model_name_or_path)
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, paths: str | os.PathLike | Sequence,
@@ -230,11 +216,9 @@ class SftModel(nn.Module):
         Several compose additively (W + Delta_1 + Delta_2 + ...: union of indices, values
         summed where they overlap); the config of the first is kept. Only a single SFT can be
         loaded ``is_trainable``."""
-        from .hub import resolve_sft_dir
-
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        paths = [resolve_sft_dir(p, revision=revision, token=token, cache_dir=cache_dir,
+        paths = [hub.resolve_sft_dir(p, revision=revision, token=token, cache_dir=cache_dir,
                                  local_files_only=local_files_only) for p in paths]
         if not paths:
             raise ValueError("from_pretrained needs at least one SFT directory")
@@ -319,78 +303,3 @@ def get_sft_model(model: nn.Module, config: SftConfig) -> SftModel:
     """Freeze ``model`` and give each targeted linear layer a sparse delta (values 0 at a
     random index set), so the output is initially identical to the base model's."""
     return SftModel(model, config)
-
-
-def read_deltas(path: Path, model: nn.Module) -> tuple[dict[str, tuple[Tensor, Tensor, Tensor]], int]:
-    """Read and check a saved SFT against ``model``: ``({layer: (indices, values, grown_at)},
-    num_reselections)``. Raises ``ValueError`` naming the file and key on any mismatch."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no SFT weights at {path}")
-    metadata, tensors = read_safetensors(path)
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} file (metadata {metadata})")
-    layers: dict[str, dict[str, Tensor]] = {}
-    for key, tensor in tensors.items():
-        name, _, field = key.rpartition(".")
-        if field not in FIELDS or not name:
-            raise ValueError(f"{path}: unexpected key {key!r}")
-        layers.setdefault(name, {})[field] = tensor
-    deltas = {}
-    for name, fields in layers.items():
-        missing = [f for f in FIELDS if f not in fields]
-        if missing:
-            raise ValueError(f"{path}: layer {name!r} lacks {missing}")
-        try:
-            linear = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"{path}: key {name!r} names no module of {type(model).__name__}") from None
-        if isinstance(linear, SftLinear):  # a model carrying deltas: check the frozen layer
-            linear = linear.base_layer
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"{path}: {name!r} is a {type(linear).__name__}, not a linear layer")
-        try:
-            check_supported_weight(name, linear)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-        for field, allowed, what in (("indices", INTEGER_DTYPES, "int32 or int64"),
-                                     ("grown_at", INTEGER_DTYPES, "int32 or int64"),
-                                     ("shape", INTEGER_DTYPES, "int32 or int64")):
-            if fields[field].dtype not in allowed:  # float indices would be truncated on use
-                raise ValueError(f"{path}: {name}.{field} has dtype {fields[field].dtype}; "
-                                 f"expected {what}")
-        if not fields["values"].dtype.is_floating_point:
-            raise ValueError(f"{path}: {name}.values has dtype {fields['values'].dtype}; "
-                             "expected a floating-point dtype")
-        shape = tuple(int(s) for s in fields["shape"].tolist())
-        if shape != weight_shape(linear):
-            raise ValueError(f"{path}: {name}.shape is {shape} but the model's weight is "
-                             f"{weight_shape(linear)}")
-        indices, values, grown_at = fields["indices"], fields["values"], fields["grown_at"]
-        if not (indices.dim() == 1 and indices.shape == values.shape == grown_at.shape):
-            raise ValueError(f"{path}: {name}: indices, values and grown_at differ in shape")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= shape[0] * shape[1]):
-            raise ValueError(f"{path}: {name}.indices out of range for shape {shape}")
-        if torch.unique(indices).numel() != indices.numel():
-            raise ValueError(f"{path}: {name}.indices are not unique")
-        deltas[name] = (indices, values, grown_at)
-    return deltas, int(metadata.get("num_reselections", "0"))
-
-
-def compose_deltas(all_deltas: list[dict[str, tuple[Tensor, Tensor, Tensor]]]
-                   ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
-    """Sum several SFTs: per layer, the union of indices with values added (in fp32)."""
-    names = []
-    for deltas in all_deltas:
-        names += [n for n in deltas if n not in names]
-    composed = {}
-    for name in names:
-        parts = [d[name] for d in all_deltas if name in d]
-        indices = torch.cat([p[0].long() for p in parts])
-        values = torch.cat([p[1].float() for p in parts])
-        grown_at = torch.cat([p[2].int() for p in parts])
-        union, inverse = torch.unique(indices, return_inverse=True)
-        summed = torch.zeros(union.numel(), dtype=torch.float32).index_add_(0, inverse, values)
-        latest = torch.zeros(union.numel(), dtype=torch.int32).scatter_reduce_(
-            0, inverse, grown_at, reduce="amax", include_self=False)
-        composed[name] = (union, summed, latest)
-    return composed

@@ -16,7 +16,7 @@ from torch import nn
 from conftest import Tokens, tiny_llama, token_batch, train_steps
 from sft import SftAdamW, SftConfig, SftModel, SftSelector, SftSM3, get_sft_model
 from sft.layer import SftLinear
-from sft.selection import top_outer_product
+from sft.growth import top_outer_product
 
 
 @contextlib.contextmanager

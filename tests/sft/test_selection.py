@@ -9,7 +9,8 @@ import torch
 
 from conftest import tiny_llama, token_batch
 from sft import SftAdamW, SftConfig, SftSelector, SftSM3, get_sft_model
-from sft.selection import replacement_count, top_outer_product
+from sft.growth import top_outer_product
+from sft.selection import replacement_count
 
 
 def _train(sft_model, opt, selector, steps, seed=0, micro_batches=1, on_step=None):

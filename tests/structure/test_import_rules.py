@@ -75,3 +75,39 @@ def test_what_the_dag_imports_while_parsing_is_torch_free():
     code = ("import sys, baselines, study.plan, artifacts.layout; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def _sft_module_imports() -> dict[str, set[str]]:
+    """module -> the sft modules it imports (relative imports, lazy ones included)."""
+    modules = {p.stem for p in (ROOT / "sft").glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        tree = ast.parse((ROOT / "sft" / f"{name}.py").read_text(encoding="utf-8"))
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:  # from . import hub
+                    deps |= {alias.name for alias in node.names}
+        graph[name] = deps & modules
+    return graph
+
+
+def test_the_library_modules_import_each_other_without_a_cycle():
+    """Inside sft/ too the imports run one way (the on-disk format in sft.format serves both
+    sft.model and sft.hub, neither of which imports the other back)."""
+    graph = _sft_module_imports()
+    done: set[str] = set()
+
+    def visit(node, path):
+        assert node not in path, f"cycle: {' -> '.join(path + [node])}"
+        if node in done:
+            return
+        for dep in sorted(graph[node]):
+            visit(dep, path + [node])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert "model" not in graph["hub"] and "model" not in graph["format"]
