@@ -662,16 +662,30 @@ def _supervise(fds) -> int:
     for fd in fds:
         os.close(fd)
     running = [pid]  # once reaped, its pid may be reused: never signal it then
-    signal.signal(signal.SIGTERM, lambda *_: [os.kill(p, signal.SIGKILL) for p in running])
+
+    stopped = []
+
+    def stop(*_):
+        if not stopped:  # once is enough: a flood of SIGTERMs must not nest kills
+            stopped.append(True)
+            for p in running:
+                os.kill(p, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stop)
     code = 1
     while True:
-        try:
-            child, status = os.wait()
+        try:  # wait, but leave it a zombie: until reaped, its pid cannot be reused or vanish
+            child = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT).si_pid
         except ChildProcessError:
             os._exit(code)
+        # Reap with SIGTERM blocked (pthread_sigmask runs a pending handler first, while the
+        # child is still a zombie), so that `stop` never signals a pid already reaped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _, status = os.waitpid(child, 0)
         if child == pid:
             running.clear()
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _parent_gone(alive: int) -> bool:
