@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.tables import BENCH_LABELS, DERIVED_SUFFIXES, MIXTURE_LABELS
+from analysis.tables import BENCH_LABELS, BENCHMARK_LABELS, DERIVED_SUFFIXES, MIXTURE_LABELS
 from artifacts.atomic import write_text
 
 # The paper fine-tunes the base Llama-2 checkpoints (the -hf repos are their transformers copies).
@@ -239,7 +239,7 @@ def _cell_label(table: int, cell: str) -> tuple[str, str]:
                 f"{quantity} ({TABLE3_QUANTITIES.get(quantity, ('', '?'))[1]})")
     role, _, bench = cell.partition("/")
     mixture = {"flan": "Flan v2", "single": "GPT4-Alpaca", "mix": "Tülu v2"}.get(role, role)
-    if bench not in ("mmlu", "gsm", "bbh", "tydiqa", "humaneval"):
+    if bench not in BENCHMARK_LABELS:
         mixture = MIXTURE_LABELS.get(role, role)  # not one of the paper's columns
     return mixture, BENCH_LABELS.get(bench, bench)
 

@@ -23,19 +23,21 @@ from analysis.intervals import ItemMismatch, interval
 from analysis.results import BPB_SUFFIX, Cell, is_loss, read_cell, result_key, scale_of
 from artifacts.atomic import write_text
 
-BENCH_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA",
-                "humaneval": "HumanEval", "heldout_loss": "held-out loss"}
+# The paper's benchmarks, labelled. analysis imports no evals: evals.data.BENCHMARKS owns the
+# names, and tests/structure/test_one_owner.py keeps these keys equal to it.
+BENCHMARK_LABELS = {"mmlu": "MMLU", "gsm": "GSM", "bbh": "BBH", "tydiqa": "TyDiQA", "humaneval": "HumanEval"}
+BENCH_LABELS = {**BENCHMARK_LABELS, "heldout_loss": "held-out loss"}
+# The mixture roles, labelled (study.plan.ROLES owns the names; the same test keeps them equal).
 MIXTURE_LABELS = {"flan": "Flan-style", "single": "single-source", "mix": "mixture"}
 # The paper's column layout; rows are the config's methods, labelled by their method files.
 TABLE1_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval"),
                   ("mix", "mmlu"), ("mix", "gsm"), ("mix", "bbh"), ("mix", "tydiqa"),
                   ("mix", "humaneval")]
 # Not in the paper: a config may add held-out instruction loss per mixture (lower is better).
-HELDOUT_COLUMNS = [("flan", "heldout_loss"), ("single", "heldout_loss"), ("mix", "heldout_loss")]
+HELDOUT_COLUMNS = [(role, "heldout_loss") for role in MIXTURE_LABELS]
 # Nor these: answer likelihoods, bits per byte of each benchmark's reference answers (lower is
 # better), where the config asks for them.
-BPB_COLUMNS = [(role, f"{bench}_bpb") for role in ("flan", "single", "mix")
-               for bench in ("mmlu", "gsm", "bbh", "tydiqa", "humaneval")]
+BPB_COLUMNS = [(role, f"{bench}_bpb") for role in MIXTURE_LABELS for bench in BENCHMARK_LABELS]
 TABLE2_COLUMNS = [("flan", "mmlu"), ("flan", "tydiqa"), ("single", "humaneval")]
 COLUMNS = {"table1": TABLE1_COLUMNS, "table2": TABLE2_COLUMNS}
 # The CSV's columns beside each value column "<role>/<bench>" (analysis.paper_comparison skips them).

@@ -1,6 +1,7 @@
 """Where the study's files live under the results folder: the one place that knows the layout.
 
-    results/runs/<run>/      method.json, train_summary.json, metrics.jsonl, artifact/, checkpoints/
+    results/runs/<run>/      method.json, train_summary.json, metrics.jsonl, artifact/, checkpoints/,
+                             fingerprint.json (RunFolder)
     results/evals/<run>/     index.json and one result file per benchmark
     results/profile/<model>/<method>/<ckpt|nockpt>.json   Table 3 measurements
     results/table4.csv       the grid's winners (Table 4)
@@ -49,6 +50,45 @@ class Run:
         return cls(model, mixture, method, hp, int(seed[4:]))
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one training run's folder, runs/<run>/, for the code that is handed the
+    folder itself (training, its fingerprint, evaluation, Figure 3)."""
+
+    path: Path
+
+    @property
+    def method(self) -> Path:
+        """The resolved method (rule resolve_method writes it): the one copy every reader uses."""
+        return self.path / "method.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "train_summary.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def artifact(self) -> Path:
+        """The trained adapter, sparse delta or full weights, as the method's builder saved it."""
+        return self.path / "artifact"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def fingerprint(self) -> Path:
+        """Which run the checkpoints belong to (finetune.fingerprint)."""
+        return self.path / "fingerprint.json"
+
+    def state(self) -> tuple[Path, ...]:
+        """What a run leaves in its folder that a different run must not inherit."""
+        return (self.checkpoints, self.metrics, self.artifact, self.summary)
+
+
 class Layout:
     """Paths under one results folder."""
 
@@ -58,11 +98,14 @@ class Layout:
     def run_dir(self, run: Run) -> Path:
         return self.root / "runs" / run.key
 
+    def run_folder(self, run: Run) -> RunFolder:
+        return RunFolder(self.run_dir(run))
+
     def method_file(self, run: Run) -> Path:
-        return self.run_dir(run) / "method.json"
+        return self.run_folder(run).method
 
     def summary(self, run: Run) -> Path:
-        return self.run_dir(run) / "train_summary.json"
+        return self.run_folder(run).summary
 
     def eval_dir(self, run: Run) -> Path:
         return self.root / "evals" / run.key

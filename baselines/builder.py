@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from baselines.checks import IDENTITY_KEYS, LOOP_KEYS, builder_kwargs, check_builder_keys
+from baselines.checks import IDENTITY_KEYS, LOOP_KEYS, builder_kwargs
 
 __all__ = ["IDENTITY_KEYS", "LOOP_KEYS", "BuildContext", "Builder", "builder_kwargs"]
 
@@ -45,12 +45,22 @@ class BuildContext:
 class Builder(ABC):
     """One family of methods. Subclasses implement build/save/load; the rest has defaults."""
 
+    # What messages call it, and the keys of a resolved method it takes besides IDENTITY_KEYS
+    # (None: it checks them itself, as the peft builder's config class does).
+    title: str = "this builder"
+    keys: frozenset[str] | None = LOOP_KEYS
+
     def check(self, method: dict) -> None:
         """Raise ValueError for a resolved method this builder cannot train, without loading a
         model: the DAG runs it for every method a config uses before any job starts
         (baselines.registry.check_method), and `build` runs it first. By default: the keys
-        (baselines.checks.BUILDER_KEYS); the values were checked against the method schema."""
-        check_builder_keys(method)
+        (`keys`); the values were checked against the method schema."""
+        if self.keys is None:
+            return
+        unknown = sorted(set(method) - IDENTITY_KEYS - self.keys)
+        if unknown:
+            raise ValueError(f"method {method.get('name')!r}: {self.title} does not take "
+                             f"{unknown} (keys: {sorted(self.keys)})")
 
     @abstractmethod
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:

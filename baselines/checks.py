@@ -1,6 +1,6 @@
 """What a method file and a resolved method may hold, checked without torch (the DAG imports this
 while it parses): the method schema, `baselines/method.schema.yaml`, and the keys each builder
-takes. Each message names where the bad value came from: the method file and its key
+takes (each Builder's `keys`). Each message names where the bad value came from: the method file and its key
 (`config/methods/lora.yaml: sizes.7b.r`), or the override's source (`method_overrides.lora.r`).
 
 What needs the builders' libraries (a peft config class and its kwargs, SpIEL's SftConfig) is
@@ -26,35 +26,10 @@ LOOP_KEYS = frozenset({"lr", "weight_decay", "quantize", "optimizer", "activatio
 SETTING_SOURCE = "setting_source"
 IDENTITY_KEYS = frozenset({"name", "builder", "peft_config", "model_size", SETTING_SOURCE})
 
-SFT_KEYS = frozenset({"selection", "r", "target_modules", "reselection_steps", "accumulation_steps",
-                      "initial_reselection_rate", "schedule", "sm3_momentum", "sm3_beta"})
-SIFT_KEYS = frozenset({"r", "density", "target_modules", "mask_batches"})
-# The keys each builder takes besides IDENTITY_KEYS; None: its peft config class decides.
-BUILDER_KEYS: dict[str, frozenset | None] = {
-    "full": LOOP_KEYS,
-    "untuned": LOOP_KEYS,
-    "sft": SFT_KEYS | {"lr", "weight_decay", "quantize"},
-    "sift": SIFT_KEYS | {"lr", "weight_decay"},
-    "peft": None,
-}
-BUILDER_NAMES = {"full": "full fine-tuning", "untuned": "an untuned model", "sft": "the sft builder",
-                 "sift": "SIFT", "peft": "the peft builder"}
 
 
 def builder_kwargs(method: dict) -> dict:
     return {k: v for k, v in method.items() if k not in LOOP_KEYS | IDENTITY_KEYS}
-
-
-def check_builder_keys(method: dict) -> None:
-    """Raise ValueError naming the keys the method's builder does not take."""
-    builder = method.get("builder")
-    allowed = BUILDER_KEYS.get(builder)
-    if allowed is None:
-        return
-    unknown = sorted(set(method) - IDENTITY_KEYS - allowed)
-    if unknown:
-        raise ValueError(f"method {method.get('name')!r}: {BUILDER_NAMES[builder]} does not take "
-                         f"{unknown} (keys: {sorted(allowed)})")
 
 
 @lru_cache(maxsize=None)

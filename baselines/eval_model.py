@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from artifacts.layout import RunFolder
 from baselines.loading import bf16_supported, load_tokenizer
 from baselines.registry import get_builder
 
@@ -22,7 +23,7 @@ def load_for_eval(model_path: str, run_dir: Path | None, method: dict,
     if method.get("builder") != "untuned":
         if run_dir is None:
             raise ValueError(f"load_for_eval: method {method.get('name')!r} needs its run folder")
-        artifact = Path(run_dir) / "artifact"
+        artifact = RunFolder(Path(run_dir)).artifact
         if not artifact.is_dir():
             raise FileNotFoundError(f"{artifact}: no trained artifact (did training finish?)")
     model = builder.load(model_path, artifact, method, dtype)

@@ -23,6 +23,8 @@ def weights_dtype(method: dict) -> torch.dtype:
 
 
 class FullBuilder(Builder):
+    title = "full fine-tuning"
+
     def check(self, method: dict) -> None:
         super().check(method)  # full fine-tuning takes no builder keys
         weights_dtype(method)

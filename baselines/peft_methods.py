@@ -32,6 +32,9 @@ def peft_config(method: dict):
 
 
 class PeftBuilder(Builder):
+    title = "the peft builder"
+    keys = None  # its peft config class decides
+
     def check(self, method: dict) -> None:
         peft_config(method)  # the class exists and takes these kwargs
 

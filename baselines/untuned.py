@@ -16,6 +16,8 @@ from baselines.loading import load_base
 
 
 class UntunedBuilder(Builder):
+    title = "an untuned model"
+
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         self.check(method)
         model = load_base(model_path, ctx.dtype, method.get("quantize"))

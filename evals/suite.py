@@ -40,8 +40,8 @@ def _task_config(name: str, docs_path: Path, generation: dict | None, overrides:
     cfg = load_yaml(TASKS_DIR / f"spiel_{name}.yaml", resolve_func=True)
     cfg["dataset_kwargs"] = {"data_files": {"test": str(docs_path)}}
     cfg.update(overrides)
-    if generation is not None:
-        cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), **generation}
+    if generation is not None:  # the benchmark module owns them; the task YAML sets none
+        cfg["generation_kwargs"] = generation
     return cfg
 
 

@@ -12,12 +12,10 @@ from pathlib import Path
 
 from artifacts.atomic import write_json
 from artifacts.content_hash import cached_sha256
+from artifacts.layout import RunFolder
 
 log = logging.getLogger("finetune.train")
 
-FINGERPRINT = "fingerprint.json"
-# What a run leaves in its folder that a different run must not inherit.
-RUN_STATE = ("checkpoints", "metrics.jsonl", "artifact", "train_summary.json")
 # The packages whose code decides what training computes.
 TRAINING_CODE = ("sft", "baselines", "finetune")
 
@@ -68,23 +66,22 @@ def run_fingerprint(model_path: str, data_path: Path, method: dict, train_cfg: d
 def claim_run_dir(run_dir: Path, fingerprint: dict) -> list[str]:
     """Make `run_dir` this run's: when it holds another run's state (another fingerprint, or
     state without one), remove that state. Returns what was removed."""
-    run_dir = Path(run_dir)
-    path = run_dir / FINGERPRINT
+    folder = RunFolder(Path(run_dir))
+    path = folder.fingerprint
     try:
         stored = json.loads(path.read_text())["sha256"]
     except (OSError, ValueError, KeyError):
         stored = None
     removed = []
     if stored != fingerprint["sha256"]:
-        for name in RUN_STATE:
-            target = run_dir / name
+        for target in folder.state():
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
             else:
                 continue
-            removed.append(name)
+            removed.append(target.name)
         if removed:
             log.warning("%s held another run's state (%s); starting afresh", run_dir, ", ".join(removed))
         write_json(path, fingerprint, indent=2, sort_keys=True)
@@ -93,6 +90,6 @@ def claim_run_dir(run_dir: Path, fingerprint: dict) -> list[str]:
 
 def matches(run_dir: Path, fingerprint: dict) -> bool:
     try:
-        return json.loads((Path(run_dir) / FINGERPRINT).read_text())["sha256"] == fingerprint["sha256"]
+        return json.loads(RunFolder(Path(run_dir)).fingerprint.read_text())["sha256"] == fingerprint["sha256"]
     except (OSError, ValueError, KeyError):
         return False

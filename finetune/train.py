@@ -30,6 +30,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments, set_seed
 
 from artifacts.atomic import atomic_dir, write_json
+from artifacts.layout import RunFolder
 from baselines.builder import BuildContext
 from baselines.loading import load_tokenizer, resolve_bf16
 from baselines.registry import get_builder
@@ -54,7 +55,6 @@ def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[di
     return kept, len(rows) - len(kept)
 
 
-METHOD_FILE = "method.json"  # the resolved method, in the run folder: the one copy every reader uses
 CHECKPOINT_COMPLETE = "checkpoint-complete"
 
 
@@ -155,7 +155,7 @@ class HarnessTrainer(SftTrainer):
 def _training_args(cfg: dict, ctx: BuildContext, out_dir: Path, seed: int,
                    world_size: int) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
+        output_dir=str(RunFolder(out_dir).checkpoints),
         max_steps=cfg["max_steps"], num_train_epochs=cfg["epochs"],
         per_device_train_batch_size=cfg["batch_size"],
         gradient_accumulation_steps=cfg["grad_accum"] // world_size,
@@ -184,6 +184,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
                          "it is evaluated, not trained")
     started = time.time()
     out_dir = Path(out_dir)
+    folder = RunFolder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record_method(method, out_dir)
     cfg = resolve_train_cfg(train_cfg)
@@ -204,7 +205,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     builder = get_builder(method)
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
-    recorder = StepRecorder(out_dir / "metrics.jsonl", vocab_size=len(tokenizer))
+    recorder = StepRecorder(folder.metrics, vocab_size=len(tokenizer))
     sigterm = CheckpointOnSigterm()
     args = _training_args(cfg, ctx, out_dir, seed, world_size)
     trainer = HarnessTrainer(
@@ -217,7 +218,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
 
     if args.world_size > 1:  # every process decides on resuming after process 0 claimed the folder
         torch.distributed.barrier()
-    checkpoint_dir = out_dir / "checkpoints"
+    checkpoint_dir = folder.checkpoints
     resume = last_complete_checkpoint(checkpoint_dir) if matches(out_dir, fingerprint) else None
     if resume:
         log.info("resuming from %s", resume)
@@ -236,11 +237,11 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         return None
 
     check_finite_weights(trainer.model)
-    with atomic_dir(out_dir / "artifact") as tmp:
+    with atomic_dir(folder.artifact) as tmp:
         builder.save(trainer.model, tmp, optimizer)
-    metrics = read_metrics(out_dir / "metrics.jsonl")
+    metrics = read_metrics(folder.metrics)
     summary = {
-        "status": "ok", "method_file": METHOD_FILE, "seed": seed, "train_cfg": cfg, "model_path": model_path,
+        "status": "ok", "method_file": folder.method.name, "seed": seed, "train_cfg": cfg, "model_path": model_path,
         "data_path": str(data_path), "n_examples": len(dataset), "n_dropped_no_target": n_dropped,
         "steps": trainer.state.global_step, "resumed_from": resume,
         "final_loss": metrics[-1]["loss"] if metrics else None,
@@ -256,7 +257,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
         "substitutions": substitutions, "optimizer": ctx.optimizer,
         "activation_checkpointing": ctx.activation_checkpointing,
     }
-    write_json(out_dir / "train_summary.json", summary, indent=2, sort_keys=True)
+    write_json(folder.summary, summary, indent=2, sort_keys=True)
     return summary
 
 
@@ -272,7 +273,7 @@ def check_finite_weights(model: torch.nn.Module) -> None:
 def record_method(method: dict, run_dir: Path) -> None:
     """Write the resolved method to run_dir/method.json, or check that the one there (the DAG
     writes it before training) is this method: a run folder never holds two methods."""
-    path = Path(run_dir) / METHOD_FILE
+    path = RunFolder(Path(run_dir)).method
     if not path.exists():
         write_json(path, method, indent=2, sort_keys=True)
     elif json.loads(path.read_text()) != method:
@@ -281,7 +282,7 @@ def record_method(method: dict, run_dir: Path) -> None:
 
 def read_method(run_dir: Path) -> dict:
     """The resolved method a run was trained with."""
-    return json.loads((Path(run_dir) / METHOD_FILE).read_text())
+    return json.loads(RunFolder(Path(run_dir)).method.read_text())
 
 
 def train_from_file(model_path: str, data_path: Path, train_cfg: dict, out_dir: Path, seed: int,
@@ -295,7 +296,7 @@ def train_from_file(model_path: str, data_path: Path, train_cfg: dict, out_dir: 
     cfg = resolve_train_cfg(train_cfg)
     check_data_parallel(method, cfg["grad_accum"], gpus)
     claim_run_dir(out_dir, run_fingerprint(model_path, data_path, method, cfg, seed))
-    train_data_parallel(gpus, cli_argv(model_path, data_path, Path(out_dir) / METHOD_FILE,
+    train_data_parallel(gpus, cli_argv(model_path, data_path, RunFolder(Path(out_dir)).method,
                                        train_cfg, out_dir, seed), stdout=stdout)
 
 

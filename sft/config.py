@@ -20,11 +20,15 @@ import torch
 
 from .format import CONFIG_NAME
 from .io import atomic_write_text
+from .optim import SftAdamW, SftSM3
 
 # Facts that save_pretrained records beside the hyperparameters (as peft's adapter_config.json
 # does); SftConfig.load ignores them, read_metadata returns them.
 METADATA_KEYS = ("base_model_name_or_path", "sft_version", "tunable_weights", "targeted_weights")
-SELECTIONS = ("ag", "ma")
+# Each selection and the optimizer it pairs with (SFT-MA ranks growth by SM3's accumulators):
+# SftTrainer and any other training loop read the choice here.
+OPTIMIZERS = {"ag": SftAdamW, "ma": SftSM3}
+SELECTIONS = tuple(OPTIMIZERS)
 SCHEDULES = ("linear", "cosine")
 DELTA_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -139,6 +143,11 @@ class SftConfig:
     @property
     def torch_delta_dtype(self) -> torch.dtype:
         return DELTA_DTYPES[self.delta_dtype]
+
+    @property
+    def optimizer_class(self) -> type:
+        """The optimizer this selection pairs with: SftAdamW (AG) or SftSM3 (MA)."""
+        return OPTIMIZERS[self.selection]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

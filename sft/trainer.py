@@ -30,7 +30,7 @@ from transformers import Trainer
 
 from .callback import SftTrainerCallback
 from .model import SftModel
-from .optim import SftAdamW, SftSM3
+from .optim import SftAdamW
 from .selection import SftSelector
 
 TRAINING_ARGS_NAME = "training_args.bin"  # as transformers.trainer.TRAINING_ARGS_NAME
@@ -81,12 +81,10 @@ class SftTrainerMixin:
         sft = unwrap_sft_model(self.model if model is None else model)
         if sft is None or self.optimizer is not None or self.optimizer_cls_and_kwargs is not None:
             return super().create_optimizer(model)
-        args, groups = self.args, sft.trainable_parameters_groups
-        if sft.sft_config.selection == "ma":
-            self.optimizer = SftSM3(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
-        else:
-            self.optimizer = SftAdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay,
-                                      betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        args, cls = self.args, sft.sft_config.optimizer_class
+        adam = {"betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
+        self.optimizer = cls(sft.trainable_parameters_groups, lr=args.learning_rate,
+                             weight_decay=args.weight_decay, **(adam if cls is SftAdamW else {}))
         return self.optimizer
 
     # ---- checkpoints ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pandas as pd
 from analysis import figures, reference_comparison, tables
 from analysis.results import better_direction, read_cell, result_key
 from artifacts.atomic import write_text
-from artifacts.layout import Layout, Run
+from artifacts.layout import Layout, Run, RunFolder
 from baselines.checks import SETTING_SOURCE
 from baselines.config import method_facts
 from study.plan import Plan, parse_hp
@@ -102,7 +102,7 @@ def figure3_from_runs(summary_paths: list[Path], png: Path) -> None:
             print(f"skipping failed run {summary_path.parent}: {summary.get('error')}")
             continue
         run = Run.from_dir(summary_path)
-        grown_at = figures.grown_at_of(summary_path.parent / "artifact" / "sft_model.safetensors")
+        grown_at = figures.grown_at_of(RunFolder(summary_path.parent).artifact / "sft_model.safetensors")
         label = f"{method_facts(run.method)['label']}, {run.model}, {run.mixture}"
         runs[label] = (grown_at, int(grown_at.max()))
     figures.figure3(runs, Path(png))

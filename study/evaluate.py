@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from artifacts.atomic import write_json
+from artifacts.layout import RunFolder
 
 
 def evaluate_run(model_path: str, method: dict, run_dir: Path | None, benches: dict[str, dict],
@@ -19,7 +20,7 @@ def evaluate_run(model_path: str, method: dict, run_dir: Path | None, benches: d
     from finetune.heldout import heldout_loss
 
     if run_dir is not None:
-        summary = json.loads((Path(run_dir) / "train_summary.json").read_text())
+        summary = json.loads(RunFolder(Path(run_dir)).summary.read_text())
         if summary.get("status") == "failed":
             raise RuntimeError(f"training failed: {summary['error']}")
     model, tokenizer = load_for_eval(model_path, run_dir, method)

@@ -1,6 +1,7 @@
 """What a config asks the DAG to build: runs, evaluations, table inputs, grid points, Table 3
 measurements. Pure functions of the validated config and the method files, so that the
-Snakemake rules stay thin and the plan is testable without Snakemake.
+Snakemake rules stay thin and the plan is testable without Snakemake. The config checks the
+schema cannot express are study.checks'.
 
 Data flows one way: config -> prepared model and data -> runs/<run>/ (train) -> evals/<run>/
 -> tables and figures (artifacts.layout names every path).
@@ -11,22 +12,21 @@ import csv
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
 from analysis.results import better_direction
 from artifacts.layout import DEFAULT_HP, NO_MIXTURE, Layout, Run
-from baselines.checks import SETTING_SOURCE, non_finite_problems
-from baselines.config import (available_methods, method_facts, methods_dir, read_method_file,
-                               resolve_method, run_plan)
-from finetune.mixtures import validate_spec
+from baselines.checks import SETTING_SOURCE
+from baselines.config import available_methods, method_facts, methods_dir, resolve_method, run_plan
+from evals.data import BENCHMARKS
 from finetune.profiling.spec import spec_defaults
 from finetune.train_config import resolve_train_cfg
 
-BENCHMARKS = ["mmlu", "gsm", "bbh", "tydiqa", "humaneval"]
 # "<bench>_bpb": the answer likelihood of <bench>'s reference answers (evals.answer_likelihood)
 ANSWER_LIKELIHOODS = [f"{b}_bpb" for b in BENCHMARKS]
-EVALUATIONS = BENCHMARKS + ANSWER_LIKELIHOODS
+EVALUATIONS = [*BENCHMARKS, *ANSWER_LIKELIHOODS]
 ROLES = ["flan", "single", "mix"]
 TABLES = ("table1", "table2")
 
@@ -243,15 +243,26 @@ class Plan:
                           + ("study.grid.apply_winners: false" if searched
                              else f"no grid search for {run.method} on {run.model}") + ")"}
 
-    def table_methods(self, table: str) -> list[str]:
+    def table_methods(self, table: str, with_unreadable: bool = False) -> list[str]:
         """The table's methods, with "*" standing for every method file the config does not list
-        whose `table` is this one: adding a baseline is then one YAML file."""
+        whose `table` is this one: adding a baseline is then one YAML file. With
+        `with_unreadable` (study.checks), "*" also stands for every method file that cannot be
+        read, so that its errors are reported."""
         listed = self.study[table]["methods"]
         if "*" not in listed:
             return list(listed)
         named = {m for t in TABLES for m in self.study[t]["methods"]}
         number = TABLES.index(table) + 1
-        extra = [m for m in available_methods() if m not in named and method_facts(m)["table"] == number]
+
+        def joins(method):
+            try:
+                return method_facts(method)["table"] == number
+            except ValueError:
+                if with_unreadable:
+                    return True
+                raise
+
+        extra = [m for m in available_methods() if m not in named and joins(m)]
         return [m for m in listed if m != "*"] + extra
 
     def job_resources(self, rule: str, model: str, method: str) -> dict:
@@ -383,20 +394,19 @@ class Plan:
         return sorted(runs)
 
     # --- the hyperparameter grid (Table 4 / Figure 4) -------------------------------------------
-    def grid_points(self, method: str) -> list[str]:
-        """Hyperparameter tags of the grid for `method`. Each search in `study.grid.searches` is
-        a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
+    def grid_search_points(self) -> Iterator[tuple[int, str, dict]]:
+        """(search index, method, point) for every point of `study.grid.searches`. Each search
+        is a product of value lists (e.g. lr x r, then weight decay alone, as in Appendix A);
         hyperparameters a search leaves out keep their defaults."""
-        tags = []
-        for search in self.study["grid"]["searches"]:
-            if search["method"] != method:
-                continue
+        for i, search in enumerate(self.study["grid"]["searches"]):
             space = {k: v for k, v in search.items() if k != "method"}
             keys = sorted(space)
             for values in itertools.product(*(space[k] for k in keys)):
-                tag = hp_tag(dict(zip(keys, values)))
-                tags += [tag] if tag not in tags else []
-        return tags
+                yield i, search["method"], dict(zip(keys, values))
+
+    def grid_points(self, method: str) -> list[str]:
+        """Hyperparameter tags of the grid for `method`, each once."""
+        return list(dict.fromkeys(hp_tag(point) for _, m, point in self.grid_search_points() if m == method))
 
     def searched_methods(self) -> list[str]:
         return list(dict.fromkeys(search["method"] for search in self.study["grid"]["searches"]))
@@ -443,126 +453,3 @@ class Plan:
         return [str(self.layout.profile_record(model, method, ac))
                 for model in settings["models"] for method in self.profile_methods()
                 for ac in settings["activation_checkpointing"]]
-
-    # --- checks the schema cannot express ------------------------------------------------------
-    def check_references(self, builders: bool = True) -> None:
-        """Cross-references and every method the config uses (check_methods), checked before any
-        job starts; raises naming every bad key. `builders=False` skips the builders' own checks
-        (they import torch and peft), for a process that is not the one planning the DAG."""
-        config, errors = self.config, []
-        for i, name in enumerate(self.study["models"]):
-            if name not in config["models"]:
-                errors.append(f"study.models[{i}]: unknown model {name!r} (known: {sorted(config['models'])})")
-        for role, recipe in self.study["mixtures"].items():
-            if recipe not in config["mixtures"]:
-                errors.append(f"study.mixtures.{role}: unknown recipe {recipe!r} (known: {sorted(config['mixtures'])})")
-        known = available_methods()
-        for table in TABLES:
-            for role in self.study[table]["columns"]:
-                if self.study[table]["columns"][role] and role not in self.study["mixtures"]:
-                    errors.append(f"study.{table}.columns.{role}: no recipe for role {role!r} in study.mixtures")
-            for i, method in enumerate(self.study[table]["methods"]):
-                if method != "*" and method not in known:
-                    errors.append(f"study.{table}.methods[{i}]: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
-        for i, method in enumerate(self.config.get("profile", {}).get("methods", [])):
-            if method not in known:
-                errors.append(f"profile.methods[{i}]: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
-        for name, spec in config["mixtures"].items():
-            try:
-                validate_spec(name, spec)
-            except ValueError as err:
-                errors.append(f"mixtures.{name}: {err}")
-        for method in config["method_overrides"]:
-            if method not in known:
-                errors.append(f"method_overrides.{method}: unknown method {method!r} (no {methods_dir()}/{method}.yaml)")
-        for i, search in enumerate(self.study["grid"]["searches"]):
-            if search["method"] not in known:
-                errors.append(f"study.grid.searches[{i}].method: unknown method {search['method']!r} "
-                              f"(no {methods_dir()}/{search['method']}.yaml)")
-        errors += non_finite_problems(config) + self.check_methods(set(known), builders)
-        if errors:
-            raise ValueError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
-
-    def method_uses(self, known: set[str]) -> list[tuple[str, str | None, dict, dict]]:
-        """Every (method, model size, overrides, where each override is set) the config trains,
-        evaluates or measures: the tables' methods (with "*") at the study's sizes, the grid's
-        points at the grid's sizes, Table 3's methods and floors at its sizes, and any other
-        method with `method_overrides`. Unknown names are check_references' errors already."""
-        def sizes(models):
-            return sorted({self.model_size(m) for m in models if m in self.config["models"]}) or [None]
-
-        def overridden(method):
-            given = self.config["method_overrides"].get(method, {})
-            return dict(given), {k: f"method_overrides.{method}.{k}" for k in given}
-
-        def facts(method):  # a bad file: its check reports it
-            try:
-                return method_facts(method)
-            except ValueError:
-                return {"table": None, "floor": None}
-
-        uses = []
-        study_sizes = sizes(self.study["models"])
-        named = {m for t in TABLES for m in self.study[t]["methods"]}
-        tabled = [m for t in TABLES for m in self.study[t]["methods"] if m in known]
-        for number, table in enumerate(TABLES, 1):
-            if "*" in self.study[table]["methods"]:  # as table_methods expands it
-                tabled += [m for m in sorted(known - named) if facts(m)["table"] in (number, None)]
-        for method in dict.fromkeys([*tabled, *self.config["method_overrides"]]):
-            if method in known:
-                uses += [(method, size, *overridden(method)) for size in study_sizes]
-        grid = self.study["grid"]
-        for i, search in enumerate(grid["searches"]):
-            method = search["method"]
-            if method not in known:
-                continue
-            space = {k: v for k, v in search.items() if k != "method"}
-            base, where = overridden(method)
-            where.update({k: f"study.grid.searches[{i}].{k}" for k in space})
-            for values in itertools.product(*space.values()):
-                point = {**base, **dict(zip(space, values))}
-                uses += [(method, size, point, where) for size in sizes(grid["models"])]
-        settings = self.profile_settings()
-        profiled = [m for m in settings["methods"] if m in known]
-        for method in profiled:  # with Table 3's floors (finetune.profiling.measure resolves them)
-            floor = facts(method)["floor"]
-            profiled += [floor] if floor in known and floor not in profiled else []
-        for method in profiled:
-            try:
-                ranked = "r" in read_method_file(method).get("defaults", {})
-            except ValueError:
-                ranked = False
-            rank = ({"r": settings["rank"]}, {"r": "profile.rank"}) if ranked else ({}, {})
-            uses += [(method, size, *rank) for size in sizes(settings["models"])]
-        return uses
-
-    def check_methods(self, known: set[str], builders: bool = True) -> list[str]:
-        """Every method the config uses, resolved for every model size it runs at and checked
-        before any job starts: values against baselines/method.schema.yaml (while resolving),
-        then, with `builders`, the builder's own check (its keys; a peft config class
-        instantiated with its kwargs; SpIEL's SftConfig). Each message names the method file or
-        the config key. The builders import torch, peft and sft: only here, never at import."""
-        errors, checked = [], set()
-        for method, size, overrides, where in self.method_uses(known):
-            try:
-                resolved = resolve_method(method, overrides, size, sources=where)
-            except ValueError as err:
-                errors += str(err).splitlines()
-                continue
-            key = json.dumps({k: v for k, v in resolved.items() if k != "model_size"},
-                             sort_keys=True, default=str)
-            if not builders or key in checked:
-                continue
-            checked.add(key)
-            from baselines.registry import check_method  # torch, peft, sft: only when checking
-
-            try:
-                check_method(resolved)
-            except ValueError as err:
-                path = f"{methods_dir()}/{method}.yaml"
-                given = sorted({where[k] for k in overrides}) if overrides else []
-                context = (f" with {', '.join(given)}" if given else "") + (f" at size {size}" if size else "")
-                message = f"{path}{context}: {err}"
-                if all(f": {err}" not in e for e in errors):
-                    errors.append(message)
-        return errors

@@ -8,12 +8,9 @@ from pathlib import Path
 import torch
 
 from baselines.builder import BuildContext, Builder
-from baselines.checks import SIFT_KEYS
 from baselines.loading import load_base
 from baselines.sift.delta import apply_sift_delta, save_sift_delta
 from baselines.sift.optim import SiftAdamW
-
-KEYS = SIFT_KEYS  # baselines.checks: the keys SIFT takes besides lr and weight decay
 
 
 def _targets(model, method):
@@ -33,6 +30,9 @@ def _targets(model, method):
 
 
 class SiftBuilder(Builder):
+    title = "SIFT"
+    keys = frozenset({"r", "density", "target_modules", "mask_batches", "lr", "weight_decay"})
+
     def build(self, model_path: str, method: dict, ctx: BuildContext) -> torch.nn.Module:
         self.check(method)
         model = load_base(model_path, ctx.dtype)

@@ -36,3 +36,26 @@ def test_budgets_are_matched_to_lora_rank(tiny_model_dir, mixture_path, tmp_path
         counts[name] = train(tiny_model_dir, mixture_path, resolve_method(name, {"r": 4}),
                              {**CFG, "max_steps": 1}, tmp_path / name)["trainable_params"]
     assert len(set(counts.values())) == 1, counts
+
+
+@pytest.mark.parametrize("name, extra, expected", [
+    ("sft-ag", {}, "SftAdamW"),
+    ("sft-ma", {"sm3_momentum": 0.5}, "SftSM3"),
+])
+def test_the_sft_builder_takes_the_librarys_optimizer_for_its_selection(name, extra, expected,
+                                                                        tiny_model_dir):
+    """The selection -> optimizer pairing is sft.SftConfig.optimizer_class's; the harness adds
+    only its own settings (SM3's momentum and beta from the method file)."""
+    import sft
+    from baselines.builder import BuildContext
+    from baselines.registry import get_builder
+
+    method = {**resolve_method(name, {"r": 2}), **extra}  # a key the method file may add
+    builder = get_builder(method)
+    ctx = BuildContext.for_method(method, torch.float32)
+    model = builder.build(tiny_model_dir, method, ctx)
+    optimizer = builder.optimizer(model, method, ctx)
+    assert type(optimizer) is getattr(sft, expected) is model.sft_config.optimizer_class
+    assert optimizer.param_groups[0]["lr"] == method["lr"]
+    if expected == "SftSM3":
+        assert optimizer.param_groups[0]["momentum"] == 0.5

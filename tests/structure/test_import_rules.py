@@ -72,7 +72,7 @@ def test_every_project_folder_has_a_layer():
 
 def test_what_the_dag_imports_while_parsing_is_torch_free():
     """Snakemake imports the plan at every parse: it must not pay for loading torch."""
-    code = ("import sys, baselines, study.plan, artifacts.layout; "
+    code = ("import sys, baselines, study.plan, study.checks, artifacts.layout; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

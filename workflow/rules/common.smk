@@ -2,12 +2,13 @@
 # one way: config -> prepared model and data -> runs/<run>/ (resolve, train) -> evals/<run>/
 # -> tables and figures. The rules only name files; the plan decides which.
 from artifacts.layout import Layout, Run
+from study.checks import check_references
 from study.plan import BENCHMARKS, ROLES, Plan
 
 PLAN = Plan(config)
 # Before any job starts. The builders' own checks (peft config classes, SftConfig) import torch
 # and peft: the planning process runs them, not each cluster job that parses this file again.
-PLAN.check_references(builders=workflow.is_main_process)
+check_references(PLAN, builders=workflow.is_main_process)
 LAYOUT = PLAN.layout
 CACHE = config["cache_dir"]
 RESULTS = config["results_dir"]
