@@ -55,8 +55,9 @@ leaves. The caller keeps a wall-clock timeout after which everything is killed, 
 without blocking, and fails a run at once when it writes more than `max_output` bytes (keeping
 only a short tail of stderr for the record).
 Not covered: kernel exploits and side channels (use a VM for that); the CPU, memory and (in "uid",
-per file only) disk the run uses within its limits; in "uid", world-readable files, which may
-include benchmark data.
+per file only) disk the run uses within its limits; in "uid", files in /dev/shm (memory, counted
+per file by RLIMIT_FSIZE, removed afterwards) and world-readable files, which may include
+benchmark data.
 """
 from __future__ import annotations
 
