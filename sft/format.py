@@ -115,7 +115,7 @@ def check_same_base(configs: list[tuple[Path, dict]]) -> None:
     """Raise ``ValueError`` when saved SFTs record different base models
     (``base_model_name_or_path``): their deltas are differences to different weights, and
     summing them onto one base is meaningless even where the shapes agree."""
-    recorded = [(path, meta["base_model_name_or_path"]) for path, meta in configs
+    recorded = [(path, str(meta["base_model_name_or_path"])) for path, meta in configs
                 if meta.get("base_model_name_or_path")]
     bases = {base for _, base in recorded}
     if len(bases) > 1:
