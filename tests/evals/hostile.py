@@ -210,12 +210,16 @@ def _remove_segments(keys) -> list[str]:
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     found = []
-    with open("/proc/sysvipc/shm") as fh:
-        for line in fh.readlines()[1:]:
-            key, shmid = (int(x) for x in line.split()[:2])
-            if key in keys:
-                found.append(f"shm segment {key}")
-                libc.shmctl(shmid, 0, None)  # IPC_RMID
+    try:
+        with open("/proc/sysvipc/shm") as fh:
+            lines = fh.readlines()[1:]
+    except OSError:  # a kernel without System V IPC
+        return found
+    for line in lines:
+        key, shmid = (int(x) for x in line.split()[:2])
+        if key in keys:
+            found.append(f"shm segment {key}")
+            libc.shmctl(shmid, 0, None)  # IPC_RMID
     return found
 
 
