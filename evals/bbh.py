@@ -26,7 +26,8 @@ task in `glob.glob` order, which is the directory order of the machine that ran 
 recorded), so its items cannot be reproduced. We keep a deterministic draw that does not depend
 on task order: per subtask, `random.Random(seed + index of the subtask in TASKS).sample`.
 
-Sources: hub (`lukaemon/bbh`, one config per subtask, all 27) or a local JSONL with
+Sources: hub (`SaylorTwift/bbh` at a pinned commit, one config per subtask, all 27: the copy
+lm-eval 0.4.13's BBH tasks read) or a local JSONL with
 {"task", "input", "target"}; or offline, items rebuilt from the raw BIG-bench task.json files in
 the `bigbench==1.0.0` sdist. BBH reformatted raw items per task; we rebuild only the subtasks
 whose rule is a plain instruction prefix + raw input + options, checked by a golden test that
@@ -56,10 +57,14 @@ from evals.sources import hub_rows, local_rows, require, seeded_subset, source_o
 
 NAME = "bbh"
 METRIC = "exact_match"
-HUB_ID = "lukaemon/bbh"
-# lukaemon/bbh is a loading script, which `datasets` (>= 4) refuses to run; the hub serves its
-# parquet conversion (one <subtask>/test/*.parquet per config) on this revision.
-HUB_REVISION = "refs/convert/parquet"
+# lm-eval 0.4.13's BBH tasks read SaylorTwift/bbh (lm-eval issue #2843, PR #2845): a README
+# `configs:` entry per subtask (<task>/test-*.parquet), split test, columns input and target, the
+# same rows as BBH's release. lukaemon/bbh does not load with datasets 5: its main branch is a
+# loading script (refused), and its parquet branch declares no configs (only `default`, so
+# asking for a subtask by name fails). Pinned to the commit marin and others pin, so the items
+# cannot change under a run.
+HUB_ID = "SaylorTwift/bbh"
+HUB_REVISION = "b5306be6f827cfafbb545ff5a51f96916029b0fd"
 BIGBENCH = "bigbench==1.0.0"
 DEFAULTS = {"n_per_task": 40, "shots": 3, "max_new_tokens": 512, "stop_at_blank_line": False,
             "seed": 42}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from finetune.chat import IGNORE_INDEX, encode_example
+from finetune.chat import IGNORE_INDEX, encode_row
 from finetune.mixtures.io import read_rows, write_rows
 
 
@@ -41,7 +41,7 @@ def heldout_loss(model, tokenizer, data_path: Path, max_length: int, batch_size:
     their total NLL over their total tokens."""
     rows = read_rows(data_path)
     examples = [(i, e) for i, r in enumerate(rows)
-                if (e := encode_example(tokenizer, r["prompt"], r["response"], max_length))]
+                if (e := encode_row(tokenizer, r, max_length))]
     if not examples:
         raise ValueError(f"{data_path}: no held-out example has a response token")
     device = next(model.parameters()).device

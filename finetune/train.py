@@ -34,7 +34,7 @@ from artifacts.layout import RunFolder
 from baselines.builder import BuildContext
 from baselines.loading import load_tokenizer, resolve_bf16
 from baselines.registry import get_builder
-from finetune.chat import IGNORE_INDEX, encode_example
+from finetune.chat import IGNORE_INDEX, encode_messages
 from finetune.train_config import resolve_train_cfg
 from finetune.data_parallel import check_data_parallel, train_data_parallel
 from finetune.fingerprint import claim_run_dir, matches, run_fingerprint
@@ -44,15 +44,31 @@ from sft import SftTrainer
 
 log = logging.getLogger("finetune.train")
 
-def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[dict], int]:
-    """(encoded examples, number dropped for having no trainable token)."""
+def encode_mixture(tokenizer, data_path: Path, max_length: int) -> tuple[list[dict], dict]:
+    """(encoded examples, what max_length kept and cut: examples, assistant turns, tokens).
+
+    As the reference, a conversation longer than max_length keeps its first max_length tokens
+    (finetune.chat); one left with no trained token is dropped (`examples_dropped_no_target`)."""
     rows = read_rows(data_path)
-    encoded = [encode_example(tokenizer, r["prompt"], r["response"], max_length) for r in rows]
-    kept = [e for e in encoded if e is not None]
+    kept, counts = [], dict.fromkeys(("examples", "examples_truncated", "examples_dropped_no_target",
+                                      "turns", "turns_kept", "tokens", "tokens_kept"), 0)
+    for row in rows:
+        encoded, info = encode_messages(tokenizer, row["messages"], max_length, row["template"])
+        counts["examples"] += 1
+        counts["examples_truncated"] += info["tokens"] > info["tokens_kept"]
+        for key in ("turns", "turns_kept", "tokens"):
+            counts[key] += info[key]
+        if encoded is None:
+            counts["examples_dropped_no_target"] += 1
+        else:
+            kept.append(encoded)
+            counts["tokens_kept"] += info["tokens_kept"]
     if not kept:
         raise ValueError(f"{data_path}: no example has a trainable token within max_length="
                          f"{max_length}; refusing a zero-step run")
-    return kept, len(rows) - len(kept)
+    counts.update(turns_cut=counts["turns"] - counts["turns_kept"],
+                  tokens_cut=counts["tokens"] - counts["tokens_kept"], max_length=max_length)
+    return kept, counts
 
 
 CHECKPOINT_COMPLETE = "checkpoint-complete"
@@ -201,7 +217,7 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     set_seed(seed)
 
     tokenizer = load_tokenizer(model_path)
-    dataset, n_dropped = encode_mixture(tokenizer, Path(data_path), cfg["max_length"])
+    dataset, data_counts = encode_mixture(tokenizer, Path(data_path), cfg["max_length"])
     builder = get_builder(method)
     model = builder.build(model_path, method, ctx)
     optimizer = builder.optimizer(model, method, ctx)
@@ -242,7 +258,8 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
     metrics = read_metrics(folder.metrics)
     summary = {
         "status": "ok", "method_file": folder.method.name, "seed": seed, "train_cfg": cfg, "model_path": model_path,
-        "data_path": str(data_path), "n_examples": len(dataset), "n_dropped_no_target": n_dropped,
+        "data_path": str(data_path), "n_examples": len(dataset),
+        "n_dropped_no_target": data_counts["examples_dropped_no_target"], "data": data_counts,
         "steps": trainer.state.global_step, "resumed_from": resume,
         "final_loss": metrics[-1]["loss"] if metrics else None,
         # over every step of the run, a resumed one's too (the Trainer's covers its last segment)

@@ -10,6 +10,8 @@ sequence of {text, answer_start}).
 
 Schemas, from the datasets' cards (see `HUB_DATASETS`):
 - allenai/tulu-v2-sft-mixture: dataset, id, messages [{role, content}]; config default, train.
+  Conversations are multi-turn (every ShareGPT row, some others) and open_orca's rows start
+  with a system message, as in the real mixture.
 - ostapeno/tulu_v2_flan_v2_subset: Tulu v2's Flan v2 rows; same columns as the mixture
   (the card could not be read offline; the SpIEL scripts read it through open-instruct's
   `messages` path, which needs exactly these columns).
@@ -17,9 +19,9 @@ Schemas, from the datasets' cards (see `HUB_DATASETS`):
 - cais/mmlu: config "all": question, subject, choices [str], answer ClassLabel(A-D);
   splits test, validation, dev (auxiliary_train is left out: nothing reads it).
 - openai/gsm8k: config "main": question, answer (ending "#### N"); train, test.
-- lukaemon/bbh: one config per subtask (all 27), split test: input, target. The hub repo itself
-  holds only a loading script, which `datasets` >= 4 refuses; this folder has the layout of its
-  parquet export instead (see the report in rehearsal/README.md).
+- SaylorTwift/bbh (what lm-eval 0.4.13 and evals.bbh read): one config per subtask (all 27),
+  `<task>/test-00000-of-00001.parquet`, split test: input, target. (The real card also declares
+  an older `default` config that nothing reads; it is left out.)
 - google-research-datasets/tydiqa: config "secondary_task" (GoldP): id, title, context,
   question, answers {text: [str], answer_start: [int32]}; train, validation.
 - openai/openai_humaneval: config "openai_humaneval" (default): task_id, prompt,
@@ -37,6 +39,8 @@ from rehearsal import corpus
 from rehearsal.bbh import bbh_items
 
 SEED = 0
+ORCA_SYSTEM = ("You are an AI assistant. User will give you a task. Your goal is to complete the "
+               "task as faithfully as you can.")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ def _features():
 
 
 def _tulu_rows(n: int, seed: int) -> list[dict]:
+    """Tulu v2's layout: multi-turn conversations (ShareGPT's always, others now and then),
+    system messages where a source has them (open_orca's every row)."""
     sources = ["flan_v2", "cot", "oasst1", "sharegpt", "gpt4_alpaca", "code_alpaca", "lima",
                "wizardlm", "open_orca", "science", "hard_coded"]
     rows = []
@@ -89,6 +95,10 @@ def _tulu_rows(n: int, seed: int) -> list[dict]:
             messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
         else:
             messages = chats[i]
+        if source == "open_orca":
+            messages = [{"role": "system", "content": ORCA_SYSTEM}, *messages]
+        if source == "sharegpt" and sum(m["role"] == "assistant" for m in messages) == 1:
+            messages = [*messages, *corpus.chats(1, seed + i)[0][-2:]]
         suffix = f"_{i}" if source != "sharegpt" else f"_{1000 + 37 * i:x}_0"
         rows.append({"dataset": source, "id": f"{source}{suffix}", "messages": messages})
     return rows
@@ -121,7 +131,7 @@ def hub_datasets(seed: int = SEED, n_train_rows: int = 48) -> list[HubDataset]:
                    default=True)]),
         HubDataset("cais/mmlu", [Config("all", f["mmlu"], corpus.mmlu_items(seed), "all")]),
         HubDataset("openai/gsm8k", [Config("main", f["gsm"], corpus.gsm_items(seed), "main")]),
-        HubDataset("lukaemon/bbh", [Config(task, f["bbh"], {"test": rows}, task)
+        HubDataset("SaylorTwift/bbh", [Config(task, f["bbh"], {"test": rows}, task)
                                     for task, rows in sorted(bbh.items())]),
         HubDataset("google-research-datasets/tydiqa", [
             Config("secondary_task", f["tydiqa"], corpus.tydiqa_items(), "secondary_task")]),

@@ -59,9 +59,7 @@ def training_text(seed: int = 0) -> list[str]:
                         elif isinstance(value, dict):  # TyDiQA answers
                             add(" ".join(map(str, value["text"])))
                     if "messages" in row:  # the chat format the study trains on (finetune.chat)
-                        user = next(m["content"] for m in row["messages"] if m["role"] == "user")
-                        reply = next(m["content"] for m in row["messages"] if m["role"] == "assistant")
-                        add(f"<|user|>\n{user}\n<|assistant|>\n{reply}")
+                        add("\n".join(f"<|{m['role']}|>\n{m['content']}" for m in row["messages"]))
     for item in corpus.humaneval_items():
         add(item["prompt"] + item["canonical_solution"])
     for rows in bbh_items(seed).values():
@@ -153,3 +151,26 @@ def build_llama(out_dir: Path, seed: int = 0) -> Path:
                 "vocab_size": len(tokenizer)}
         (tmp / "rehearsal.json").write_text(json.dumps(card, indent=2) + "\n")
     return out_dir
+
+
+def as_pytorch_shards(folder: Path, n_shards: int = 2) -> None:
+    """Re-store the weights in `folder` as the released Tulu 2 repositories hold theirs:
+    `pytorch_model-0000k-of-0000n.bin` shards (torch.save'd state dicts) and
+    `pytorch_model.bin.index.json`, no safetensors (allenai/tulu-2-7b and -13b)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state = load_file(folder / "model.safetensors")
+    names = sorted(state)
+    per_shard = -(-len(names) // n_shards)
+    weight_map = {}
+    for k in range(n_shards):
+        shard = f"pytorch_model-{k + 1:05d}-of-{n_shards:05d}.bin"
+        part = {name: state[name].contiguous() for name in names[k * per_shard:(k + 1) * per_shard]}
+        torch.save(part, folder / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": size}, "weight_map": weight_map}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (folder / "model.safetensors").unlink()

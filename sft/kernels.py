@@ -4,8 +4,9 @@ For ``Y = X (W + Delta)^T`` the gradient of the active entry ``(r, c)`` of ``Del
 ``dY[:, r] . X[:, c]``: a sampled dense-dense matmul (SDDMM) costing ``b * N`` FLOPs instead of
 the ``b * d_in * d_out`` of the dense ``dW = dY^T X``. Which of the two is faster depends on
 the density and the shape, so :func:`make_plan` decides once per index set (the index set
-changes only every S reselection steps) and caches what the chosen path needs (the CSR mask
-and the permutation back to the caller's index order). :func:`delta_grad` then only runs it.
+changes only every S reselection steps) and caches only the CSR row pointer (O(d_out)):
+nothing per active entry, since the kernels read the caller's int32 indices directly and build
+the CSR column indices transiently. :func:`delta_grad` then only runs it.
 
 Written by hand because no library exposes "dense product sampled at flat indices, in the
 caller's order"; the sparse product itself is ``torch.sparse.sampled_addmm``.
@@ -48,21 +49,22 @@ _SDDMM_DTYPES = (torch.float32, torch.float64)
 
 @dataclass(frozen=True, eq=False)
 class DeltaGradPlan:
-    """Everything :func:`delta_grad` needs for one index set, built once by :func:`make_plan`.
+    """What :func:`delta_grad` needs for one index set, built once by :func:`make_plan`.
 
-    ``method`` is the dispatch decision. For ``"sddmm"``, ``mask`` is a CSR tensor whose
-    values are unused and ``order`` maps CSR position -> caller position (``None`` when the
-    caller's indices are already sorted). For ``"dense"``, ``flat_indices`` gathers from the
-    flattened dense gradient. ``source`` and ``source_version`` identify the index tensor the
-    plan was built from, so :func:`plan_for` can reuse it until the indices change.
+    ``method`` is the dispatch decision. Nothing per active entry is kept here: the kernels
+    read the caller's ``indices`` (``source``) directly. For ``"sddmm"`` only the CSR row
+    pointer ``crow`` (d_out + 1 entries, the indices' dtype) is cached; the column indices and
+    the CSR values are built transiently inside each call. ``is_sorted`` says whether the
+    caller's indices are ascending (:class:`sft.SftLinear` keeps them so); unsorted ones are
+    sorted transiently per call. ``source`` and ``source_version`` identify the index tensor
+    the plan was built from, so :func:`plan_for` can reuse it until the indices change.
     """
 
     shape: tuple[int, int]
     num_indices: int
     method: str
-    mask: Tensor | None
-    order: Tensor | None
-    flat_indices: Tensor | None
+    crow: Tensor | None
+    is_sorted: bool
     source: Tensor
     source_version: int
 
@@ -80,20 +82,22 @@ class DeltaGradPlan:
 
 
 def choose_method(
-    num_indices: int, shape: tuple[int, int], device: torch.device, threads: int | None = None
+    num_indices: int, shape: tuple[int, int], device: torch.device, threads: int | None = None,
+    dtype: torch.dtype = torch.float32, tokens: int = 1024,
 ) -> str:
     """The dispatch rule: the faster path for this many active entries in a W of ``shape``.
 
     On CPU a cost model measured on this kind of machine decides, for ``threads`` intra-op
     threads (default: torch's current setting); on other devices (CUDA) the two paths are
-    timed once per shape and count (:func:`calibrated_method`), since their speed ratio there
-    is nothing like the CPU's.
+    timed once per shape, count, input ``dtype`` and token count (:func:`calibrated_method`),
+    since their speed ratio there is nothing like the CPU's and depends on the dtype (bf16
+    tensor-core GEMMs) and the batch.
     """
     if num_indices == 0:
         return EMPTY
     device = torch.device(device)
     if device.type != "cpu":
-        return calibrated_method(num_indices, shape, device)
+        return calibrated_method(num_indices, shape, device, tokens=tokens, dtype=dtype)
     d_out, d_in = shape
     threads = torch.get_num_threads() if threads is None else threads
     transposes = CPU_TRANSPOSE_COST * max(1, threads) * (d_in + d_out)
@@ -104,20 +108,30 @@ def choose_method(
 _CALIBRATED: dict[tuple, str] = {}
 
 
-def calibrated_method(
-    num_indices: int, shape: tuple[int, int], device: torch.device, tokens: int = 1024
-) -> str:
-    """Time both paths on random inputs of ``tokens`` tokens; cached per (device, shape, count).
+def token_bucket(tokens: int) -> int:
+    """``tokens`` rounded up to a power of two: batches of varying length share a calibration."""
+    return 1 << max(0, int(tokens) - 1).bit_length()
 
-    Runs once per distinct layer geometry (a handful per model), not once per plan.
+
+def calibrated_method(
+    num_indices: int, shape: tuple[int, int], device: torch.device, tokens: int = 1024,
+    dtype: torch.dtype = torch.float32,
+) -> str:
+    """Time both paths on random inputs of ``dtype`` and ``tokens`` tokens (rounded up to a
+    power of two); cached per (device, shape, count, dtype, tokens).
+
+    Runs once per distinct layer geometry and batch size (a handful per run), not once per
+    plan. The timed index set is sorted int32, as :class:`sft.SftLinear` keeps its own.
     """
-    key = (str(device), tuple(shape), num_indices, tokens)
+    tokens = token_bucket(tokens)
+    key = (str(device), tuple(shape), num_indices, dtype, tokens)
     if key not in _CALIBRATED:
         gen = torch.Generator().manual_seed(0)
         size = shape[0] * shape[1]
-        indices = torch.randperm(size, generator=gen)[:num_indices].to(device)
-        x = torch.randn(tokens, shape[1], generator=gen).to(device)
-        grad_out = torch.randn(tokens, shape[0], generator=gen).to(device)
+        chosen = torch.randperm(size, generator=gen)[:num_indices]
+        indices = torch.sort(chosen).values.to(device=device, dtype=torch.int32)
+        x = torch.randn(tokens, shape[1], generator=gen).to(device=device, dtype=dtype)
+        grad_out = torch.randn(tokens, shape[0], generator=gen).to(device=device, dtype=dtype)
         best = {}
         for method in (SDDMM, DENSE):
             plan = make_plan(indices, shape, method=method)
@@ -154,17 +168,19 @@ def _check_indices(indices: Tensor, shape: tuple[int, int]) -> None:
 
 
 def make_plan(
-    indices: Tensor, shape: tuple[int, int], method: str | None = None
+    indices: Tensor, shape: tuple[int, int], method: str | None = None,
+    dtype: torch.dtype = torch.float32, tokens: int = 1024,
 ) -> DeltaGradPlan:
     """Build the plan for unique flat row-major ``indices`` into a ``(d_out, d_in)`` weight.
 
-    ``method`` forces a path (tests, benchmarks); by default :func:`choose_method` decides.
+    ``method`` forces a path (tests, benchmarks); by default :func:`choose_method` decides,
+    for inputs of ``dtype`` with ``tokens`` tokens (what the training feeds this layer).
     """
     shape = (int(shape[0]), int(shape[1]))
     _check_indices(indices, shape)
     n = indices.numel()
     if method is None:
-        method = choose_method(n, shape, indices.device)
+        method = choose_method(n, shape, indices.device, dtype=dtype, tokens=tokens)
     if method not in METHODS:
         raise ValueError(f"unknown delta-gradient method {method!r}; expected one of {METHODS}")
     if method == EMPTY and n:
@@ -172,36 +188,31 @@ def make_plan(
     if n == 0:
         method = EMPTY
 
-    mask = order = flat = None
-    idx = indices.long()
-    sorted_idx, perm = torch.sort(idx)
-    if n > 1 and bool((sorted_idx[1:] == sorted_idx[:-1]).any()):
-        raise ValueError("indices must be unique")
+    # One sync per index set (every S steps), not per step: uniqueness and order.
+    steps = indices[1:] - indices[:-1]
+    is_sorted = bool((steps > 0).all())
+    if not is_sorted:
+        sorted_idx = torch.sort(indices).values
+        if n > 1 and bool((sorted_idx[1:] == sorted_idx[:-1]).any()):
+            raise ValueError("indices must be unique")
+    del steps
+    crow = None
     if method == SDDMM:
-        is_sorted = bool(torch.equal(perm, torch.arange(n, device=idx.device)))
-        order = None if is_sorted else perm
-        rows = torch.div(sorted_idx, shape[1], rounding_mode="floor")
-        cols = sorted_idx - rows * shape[1]
+        rows = torch.div(indices, shape[1], rounding_mode="floor")
         counts = torch.bincount(rows, minlength=shape[0])
-        crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=idx.device)
+        crow = torch.zeros(shape[0] + 1, dtype=indices.dtype, device=indices.device)
         torch.cumsum(counts, 0, out=crow[1:])
-        with warnings.catch_warnings():  # "Sparse CSR support is in beta": noise per plan
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-            mask = torch.sparse_csr_tensor(
-                crow, cols, torch.zeros(n, device=idx.device), shape, check_invariants=False
-            )
-    elif method == DENSE:
-        flat = idx
-    return DeltaGradPlan(shape, n, method, mask, order, flat, indices, indices._version)
+    return DeltaGradPlan(shape, n, method, crow, is_sorted, indices, indices._version)
 
 
 def plan_for(
-    indices: Tensor, shape: tuple[int, int], previous: DeltaGradPlan | None
+    indices: Tensor, shape: tuple[int, int], previous: DeltaGradPlan | None,
+    dtype: torch.dtype = torch.float32, tokens: int = 1024,
 ) -> DeltaGradPlan:
     """``previous`` if it was built from these (unchanged) indices, else a new plan."""
     if previous is not None and previous.matches(indices, shape):
         return previous
-    return make_plan(indices, shape)
+    return make_plan(indices, shape, dtype=dtype, tokens=tokens)
 
 
 def _flatten_tokens(t: Tensor, width: int, name: str) -> Tensor:
@@ -235,7 +246,7 @@ def delta_grads(x: Tensor, grad_out: Tensor, plans: Sequence[DeltaGradPlan]) -> 
     results: list[Tensor | None] = [None] * len(plans)
     sparse = [i for i, plan in enumerate(plans) if plan.method == SDDMM]
     for i, values in zip(sparse, _sddmm([plans[i] for i in sparse], x2, g2)):
-        results[i] = _to_caller_order(values, plans[i]).to(x2.dtype)
+        results[i] = values.to(x2.dtype)
     dense = None
     for i, plan in enumerate(plans):
         if plan.method == EMPTY:
@@ -243,32 +254,48 @@ def delta_grads(x: Tensor, grad_out: Tensor, plans: Sequence[DeltaGradPlan]) -> 
         elif plan.method == DENSE:
             if dense is None:
                 dense = (g2.to(x2.dtype).t() @ x2).reshape(-1)
-            results[i] = dense[plan.flat_indices]
+            results[i] = dense.index_select(0, plan.source)  # int32 indices, no int64 copy
     return results
 
 
+def _csr_of(plan: DeltaGradPlan, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """A transient CSR tensor of zeros at the plan's (sorted) indices, and the permutation
+    that sorted them (``None`` when the caller's indices were sorted already)."""
+    indices, order = plan.source, None
+    if not plan.is_sorted:
+        indices, order = torch.sort(indices)
+    cols = torch.remainder(indices, plan.shape[1])
+    values = torch.zeros(plan.num_indices, dtype=dtype, device=indices.device)
+    with warnings.catch_warnings():  # "Sparse CSR support is in beta": noise per call
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        csr = torch.sparse_csr_tensor(plan.crow, cols, values, plan.shape, check_invariants=False)
+    return csr, order
+
+
 def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
-    """The sampled products in each plan's CSR order, in the compute dtype."""
+    """The sampled products at each plan's indices, in the caller's order and the compute
+    dtype."""
     if not plans:
         return []
     compute = x2.dtype if x2.dtype in _SDDMM_DTYPES else torch.float32
+    csrs = [_csr_of(plan, compute) for plan in plans]
     if x2.device.type != "cpu":
         g_t, x_c = g2.to(compute).t(), x2.to(compute)
-        masks = [p.mask if p.mask.dtype == compute else p.mask.to(compute) for p in plans]
-        return [torch.sparse.sampled_addmm(m, g_t, x_c, beta=0.0).values() for m in masks]
-    # sampled_addmm's CPU kernel dots rows of its first operand with columns of its second, so
-    # it wants dY^T and X^T contiguous; copying them chunk by chunk keeps the copies in cache.
-    # Each chunk's products are added in place into one CSR accumulator per plan (beta=1).
+        sums = [torch.sparse.sampled_addmm(csr, g_t, x_c, beta=0.0) for csr, _ in csrs]
+    else:
+        sums = [csr for csr, _ in csrs]
+        _sddmm_cpu_into(sums, x2, g2, compute)
+    return [_to_caller_order(total.values(), order) for total, (_, order) in zip(sums, csrs)]
+
+
+def _sddmm_cpu_into(sums: list[Tensor], x2: Tensor, g2: Tensor, compute: torch.dtype) -> None:
+    """Adds dY^T X sampled at each CSR tensor of ``sums`` into its values, on CPU.
+
+    sampled_addmm's CPU kernel dots rows of its first operand with columns of its second, so
+    it wants dY^T and X^T contiguous; copying them chunk by chunk keeps the copies in cache.
+    Each chunk's products are added in place into the CSR accumulators (beta=1)."""
     tokens = x2.shape[0]
     chunk = min(TOKEN_CHUNK, tokens)
-    # (No warnings filter here: the CSR "beta" warning fires once per process, in make_plan.)
-    sums = [
-        torch.sparse_csr_tensor(
-            p.mask.crow_indices(), p.mask.col_indices(),
-            torch.zeros(p.num_indices, dtype=compute), p.shape, check_invariants=False,
-        )
-        for p in plans
-    ]
     g_buf = torch.empty(g2.shape[1], chunk, dtype=compute)
     x_buf = torch.empty(x2.shape[1], chunk, dtype=compute)
     for start in range(0, tokens, chunk):
@@ -281,12 +308,11 @@ def _sddmm(plans: list[DeltaGradPlan], x2: Tensor, g2: Tensor) -> list[Tensor]:
         x_t.copy_(x2[start : start + width].t())
         for total in sums:
             torch.sparse.sampled_addmm(total, g_t, x_t.t(), beta=1.0, out=total)
-    return [total.values() for total in sums]
 
 
-def _to_caller_order(values: Tensor, plan: DeltaGradPlan) -> Tensor:
-    if plan.order is None:
+def _to_caller_order(values: Tensor, order: Tensor | None) -> Tensor:
+    if order is None:
         return values
     out = torch.empty_like(values)
-    out[plan.order] = values
+    out[order] = values
     return out

@@ -50,7 +50,7 @@ def random_subset(numel: int, count: int, generator: torch.Generator) -> Tensor:
 
 def scatter_delta(weight: Tensor, indices: Tensor, values: Tensor) -> Tensor:
     """``weight`` (modified in place) + scatter(indices, values), in ``weight``'s dtype."""
-    weight.view(-1).index_add_(0, indices.long(), values.to(weight.dtype))
+    weight.view(-1).index_add_(0, indices, values.to(weight.dtype))
     return weight
 
 
@@ -64,7 +64,7 @@ class _SparseDeltaLinear(torch.autograd.Function):
         with layer.delta_applied(x.dtype, values, indices) as weight:
             out = F.linear(x, weight, bias)
         ctx.layer = layer
-        ctx.plan = layer.delta_grad_plan()
+        ctx.plan = layer.delta_grad_plan(x.dtype, x.numel() // max(1, x.shape[-1]))
         ctx.estimator = layer.estimator
         ctx.save_for_backward(x, values, indices)
         return out
@@ -81,7 +81,7 @@ class _SparseDeltaLinear(torch.autograd.Function):
             if estimator is not None and estimator.needs_dense_gradient:
                 d_in, d_out = x.shape[-1], grad_out.shape[-1]
                 dense = grad_out.reshape(-1, d_out).t().to(x.dtype) @ x.reshape(-1, d_in)
-                grad_values = dense.reshape(-1)[indices.long()]
+                grad_values = dense.reshape(-1).index_select(0, indices)
                 estimator.observe_dense(dense)
                 del dense
             elif estimator is not None:  # active deltas and candidates share the transposes
@@ -97,10 +97,11 @@ class SftLinear(nn.Module):
     """Wraps ``base_layer`` (``nn.Linear`` or bitsandbytes ``Linear4bit``), which stays frozen
     and untouched, and adds a sparse delta of ``num_active`` entries.
 
-    Buffers: ``indices`` (flat, row-major into the (d_out, d_in) weight) and ``grown_at`` (the
-    reselection iteration at which each entry was last grown; 0 = the random initial set).
-    Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an SFT-AG
-    gradient-estimation phase.
+    Buffers: ``indices`` (flat, row-major into the (d_out, d_in) weight, int32, kept in
+    ascending order) and ``grown_at`` (the reselection iteration at which each entry was last
+    grown; 0 = the random initial set; :class:`sft.SftAdamW` derives each value's age from
+    it). Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an
+    SFT-AG gradient-estimation phase.
     """
 
     def __init__(
@@ -128,6 +129,24 @@ class SftLinear(nn.Module):
         self._link_values()
         self.estimator: CandidateEstimator | None = None
         self._plan: DeltaGradPlan | None = None
+        self.sort_entries()  # files written before indices were kept sorted may hold any order
+
+    @torch.no_grad()
+    def sort_entries(self) -> Tensor:
+        """Put the entries in ascending index order, in place (indices, values, grown_at and
+        any gradient move together), so that the kernels need no stored permutation. Returns
+        the permutation applied (new position -> old position), for the optimizer's state.
+        Sorts unconditionally: checking first would cost a host sync per matrix on CUDA. The
+        transient is a sorted copy, an int64 permutation and one permuted copy at a time."""
+        indices = self.indices
+        sorted_indices, order = torch.sort(indices)
+        indices.copy_(sorted_indices)
+        del sorted_indices
+        self.grown_at.copy_(self.grown_at[order])
+        self.values.data.copy_(self.values.data[order])
+        if self.values.grad is not None:
+            self.values.grad.copy_(self.values.grad[order])
+        return order
 
     def _link_values(self) -> None:
         # Lets SftSM3 find this layer's geometry from the parameter alone.
@@ -154,10 +173,17 @@ class SftLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"shape={self.shape}, num_active={self.num_active}, dtype={self.values.dtype}"
 
-    def delta_grad_plan(self) -> DeltaGradPlan:
-        """The kernel's plan for the current index set (rebuilt only when indices change)."""
-        self._plan = plan_for(self.indices, self.shape, self._plan)
+    def delta_grad_plan(self, dtype: torch.dtype = torch.float32, tokens: int = 1024) -> DeltaGradPlan:
+        """The kernel's plan for the current index set (rebuilt only when indices change),
+        chosen for inputs of ``dtype`` with ``tokens`` tokens (those of the forward that
+        builds it)."""
+        self._plan = plan_for(self.indices, self.shape, self._plan, dtype=dtype, tokens=tokens)
         return self._plan
+
+    @property
+    def delta_grad_method(self) -> str | None:
+        """The delta-gradient path of the current plan (``None`` before the first forward)."""
+        return None if self._plan is None else self._plan.method
 
     def merged_weight(
         self, dtype: torch.dtype, values: Tensor | None = None, indices: Tensor | None = None
@@ -175,7 +201,7 @@ class SftLinear(nn.Module):
             merged = weight
         else:
             merged = weight.detach().to(dtype, copy=True)
-        merged.view(-1).index_copy_(0, flat, summed.to(dtype))
+        merged.view(-1).index_put_((flat,), summed.to(dtype))
         return merged
 
     @contextmanager
@@ -195,11 +221,11 @@ class SftLinear(nn.Module):
             return
         flat, original, summed = self._merged_entries(weight, values, indices)
         base = weight.data.view(-1)
-        base.index_copy_(0, flat, summed)
+        base.index_put_((flat,), summed)  # index_put_, unlike index_copy_, takes int32 indices
         try:
             yield weight.data
         finally:
-            base.index_copy_(0, flat, original)
+            base.index_put_((flat,), original)
 
     def _merged_entries(
         self, weight: Tensor, values: Tensor | None, indices: Tensor | None
@@ -207,7 +233,7 @@ class SftLinear(nn.Module):
         """The flat active indices, W there, and fl(W + Delta) there: summed in fp32 and
         rounded once to the base weight's dtype."""
         values = self.values if values is None else values
-        flat = (self.indices if indices is None else indices).long()
+        flat = self.indices if indices is None else indices
         original = weight.detach().reshape(-1).index_select(0, flat)
         summed = (original.float() + values.detach().float()).to(weight.dtype)
         return flat, original, summed

@@ -157,6 +157,16 @@ class SftModel(nn.Module):
         print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
               f"trainable%: {100 * trainable / total:.4f}")
 
+    def delta_grad_paths(self) -> dict[str, int]:
+        """How many layers compute their delta gradient by each path of
+        :mod:`sft.kernels` ("sddmm", "dense", "empty"), as chosen at their last forward for
+        that forward's dtype and token count; layers not run yet count as "unplanned"."""
+        counts: dict[str, int] = {}
+        for _, layer in self.sft_layers():
+            method = layer.delta_grad_method or "unplanned"
+            counts[method] = counts.get(method, 0) + 1
+        return counts
+
     def sft_state_bytes(self) -> int:
         """Bytes of every persistent SFT tensor (indices, values, ages, estimation stats)."""
         return sum(layer.state_bytes() for _, layer in self.sft_layers())
@@ -264,6 +274,7 @@ class SftModel(nn.Module):
                 layer.indices.copy_(indices)  # in place: the kernel plan sees the new version
                 layer.values.copy_(values)
                 layer.grown_at.copy_(grown_at)
+                layer.sort_entries()  # files written before indices were kept sorted
         self.num_reselections = num_reselections
 
     # ---- leaving the SFT ---------------------------------------------------------------

@@ -38,11 +38,34 @@ def _check_common(lr: float, eps: float, weight_decay: float) -> None:
         raise ValueError(f"invalid weight_decay {weight_decay!r}: must be >= 0")
 
 
+# Multi-tensor steps work on chunks of parameters of at most this many entries in all, so the
+# transient per-entry tensors of a step (about 5 fp32 per entry in SftAdamW) stay near
+# 5 * 4 * 2^24 bytes = 320 MiB however many matrices are tuned.
+STEP_CHUNK_ENTRIES = 2**24
+
+
+def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
+    """``params`` in consecutive runs of at most STEP_CHUNK_ENTRIES entries (one parameter
+    larger than that forms a run alone)."""
+    runs, current, size = [], [], 0
+    for param in params:
+        if current and size + param.numel() > STEP_CHUNK_ENTRIES:
+            runs.append(current)
+            current, size = [], 0
+        current.append(param)
+        size += param.numel()
+    if current:
+        runs.append(current)
+    return runs
+
+
 class _SftOptimizer(Optimizer):
+    # State tensors that hold integers (everything else is fp32 whatever the values' dtype).
+    _INT_STATE = ("birth", "generation")
+
     def load_state_dict(self, state_dict: dict) -> None:
         """As torch's, except that state keeps its own dtypes: torch casts every floating state
-        tensor to the parameter's dtype, which for bf16 deltas would make the moments (and,
-        as floats, the ages) bf16; a bf16 age stops counting at 256."""
+        tensor to the parameter's dtype, which for bf16 deltas would make the moments bf16."""
         saved = {pid: {k: v for k, v in s.items() if torch.is_tensor(v)}
                  for pid, s in state_dict["state"].items()}
         super().load_state_dict(state_dict)
@@ -50,7 +73,7 @@ class _SftOptimizer(Optimizer):
         params = chain.from_iterable(g["params"] for g in self.param_groups)
         for pid, param in zip(saved_ids, params):
             for key, value in saved.get(pid, {}).items():
-                dtype = torch.int32 if key == "age" else torch.float32
+                dtype = torch.int32 if key in self._INT_STATE else torch.float32
                 self.state[param][key] = value.to(device=param.device, dtype=dtype)
 
     def _group_of(self, param: Tensor) -> dict:
@@ -59,14 +82,27 @@ class _SftOptimizer(Optimizer):
                 return group
         raise KeyError("this parameter is not optimized by this optimizer")
 
+    @torch.no_grad()
+    def permute_state(self, param: Tensor, order: Tensor) -> None:
+        """Reorder ``param``'s per-value state like ``param`` was reordered (new position i
+        holds old position ``order[i]``): :meth:`sft.SftLinear.sort_entries` after a
+        reselection."""
+        for key, value in self.state[param].items():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                value.copy_(value[order])
+
     @staticmethod
-    def _decay_and_apply(param: Tensor, update: Tensor, lr: float, weight_decay: float) -> None:
-        """Decoupled weight decay on the delta (pulls it to the pretrained weight), then step."""
-        value = param.float()
+    def _decay_and_apply(params: list[Tensor], updates: list[Tensor], lr: float,
+                         weight_decay: float) -> None:
+        """Decoupled weight decay on the deltas (pulls them to the pretrained weight), then
+        step; one multi-tensor op each over all of ``params``."""
+        values = [param.float() for param in params]  # the parameter itself when fp32
         if weight_decay:
-            value.mul_(1.0 - lr * weight_decay)
-        value.add_(update, alpha=-lr)
-        param.copy_(value)
+            torch._foreach_mul_(values, 1.0 - lr * weight_decay)
+        torch._foreach_add_(values, updates, alpha=-lr)
+        lower = [(p, v) for p, v in zip(params, values) if p is not v]
+        if lower:  # bf16 deltas: round the fp32 result back once
+            torch._foreach_copy_([p for p, _ in lower], [v for _, v in lower])
 
 
 class SftAdamW(_SftOptimizer):
@@ -76,8 +112,13 @@ class SftAdamW(_SftOptimizer):
     as for any torch optimizer (e.g. ``sft_model.trainable_parameters_groups``). Weight decay
     is decoupled (the paper's L2 on the deltas; Table 4 uses 30 with lr 1e-4).
 
-    State per parameter: ``exp_avg``, ``exp_avg_sq`` (fp32) and ``age`` (int32, steps since
-    the value was grown). Bias correction is 1 / (1 - beta^age) per value.
+    State per parameter: ``exp_avg``, ``exp_avg_sq`` (fp32), ``step`` (the steps this
+    parameter took) and ``birth``, a tiny int32 table: a value of generation g is
+    ``step - birth[g]`` steps old, and bias correction is 1 / (1 - beta^age) per value. The
+    generation of each value is its layer's ``grown_at`` for the deltas of an
+    :class:`sft.SftLinear` (so no per-value age is stored twice), else an int32
+    ``generation`` state tensor. The steps run as multi-tensor (``torch._foreach_*``) ops over
+    all parameters of a group.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -92,8 +133,26 @@ class SftAdamW(_SftOptimizer):
         if not state:
             state["exp_avg"] = torch.zeros_like(param, dtype=torch.float32)
             state["exp_avg_sq"] = torch.zeros_like(param, dtype=torch.float32)
-            state["age"] = torch.zeros_like(param, dtype=torch.int32)
+            state["step"] = 0
+            if getattr(param, "sft_layer", None) is None:
+                state["generation"] = torch.zeros_like(param, dtype=torch.int32)
+            generations = self._generations(param, state)
+            # Every generation present so far is as old as this state: born at step 0. (One
+            # host sync, when the state is created.)
+            size = int(generations.max()) + 1 if generations.numel() else 1
+            state["birth"] = torch.zeros(size, dtype=torch.int32, device=param.device)
         return state
+
+    @staticmethod
+    def _generations(param: Tensor, state: dict) -> Tensor:
+        layer = getattr(param, "sft_layer", None)
+        return state["generation"] if layer is None else layer.grown_at
+
+    def ages(self, param: Tensor) -> Tensor:
+        """Each value's age in optimizer steps (int32; the bias correction's exponent)."""
+        state = self._state(param)
+        born = state["birth"].index_select(0, self._generations(param, state))
+        return state["step"] - born
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -102,39 +161,70 @@ class SftAdamW(_SftOptimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad.float()
-                state = self._state(param)
-                exp_avg, exp_avg_sq, age = state["exp_avg"], state["exp_avg_sq"], state["age"]
-                age.add_(1)
-                exp_avg.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                t = age.float()
-                corr1 = 1.0 - torch.pow(beta1, t)
-                corr2 = 1.0 - torch.pow(beta2, t)
-                update = (exp_avg / corr1) / ((exp_avg_sq / corr2).sqrt_().add_(group["eps"]))
-                self._decay_and_apply(param, update, group["lr"], group["weight_decay"])
+            params = [p for p in group["params"] if p.grad is not None]
+            for chunk in _chunks(params):
+                self._step_chunk(chunk, group)
         return loss
 
+    def _step_chunk(self, params: list[Tensor], group: dict) -> None:
+        beta1, beta2 = group["betas"]
+        grads = [param.grad.float() for param in params]
+        states = [self._state(param) for param in params]
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        for state in states:
+            state["step"] += 1
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+        del grads
+        ages = [self.ages(param).float() for param in params]
+        corr1 = torch._foreach_pow(beta1, ages)  # 1 - beta^t as -(beta^t) + 1: the same bits
+        torch._foreach_neg_(corr1)
+        torch._foreach_add_(corr1, 1.0)
+        corr2 = torch._foreach_pow(beta2, ages)
+        del ages
+        torch._foreach_neg_(corr2)
+        torch._foreach_add_(corr2, 1.0)
+        updates = torch._foreach_div(exp_avgs, corr1)
+        del corr1
+        denominators = torch._foreach_div(exp_avg_sqs, corr2)
+        del corr2
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_div_(updates, denominators)
+        del denominators
+        self._decay_and_apply(params, updates, group["lr"], group["weight_decay"])
+
     @torch.no_grad()
-    def reset_state(self, param: Tensor, positions: Tensor, seed: GrowthSeed | None = None) -> None:
-        """Forget the state of ``param[positions]`` (dropped weights); with ``seed``, set it as
-        if Adam had tracked those weights for ``seed.num_steps`` steps: age = n, and moments
+    def reset_state(self, param: Tensor, positions: Tensor, seed: GrowthSeed | None = None,
+                    generation: int | None = None) -> None:
+        """Forget the state of ``param[positions]`` (dropped weights) and make them generation
+        ``generation`` (:class:`sft.SftSelector` passes the reselection iteration it writes into
+        ``grown_at``; default: a new generation). With ``seed``, set the state as if Adam had
+        tracked those weights for ``seed.num_steps`` steps: age = n, and moments
         m = (1 - beta1^n) * mean_grad, v = (1 - beta2^n) * mean_sq_grad, so that the
-        bias-corrected moments equal the estimated ones."""
+        bias-corrected moments equal the estimated ones. All ``positions`` share one age."""
         state = self._state(param)
+        birth = state["birth"]
+        if generation is None:
+            generation = birth.numel()
+        if generation >= birth.numel():  # a new generation: grow the (tiny) table
+            grown = birth.new_zeros(generation + 1)
+            grown[: birth.numel()] = birth
+            state["birth"] = birth = grown
+        self._generations(param, state)[positions] = generation
+        age = 0 if seed is None else seed.num_steps
+        birth[generation] = state["step"] - age
         if seed is None:
-            for key in ("exp_avg", "exp_avg_sq", "age"):
-                state[key][positions] = 0
+            state["exp_avg"][positions] = 0
+            state["exp_avg_sq"][positions] = 0
             return
         beta1, beta2 = self._group_of(param)["betas"]
         n = seed.num_steps
         state["exp_avg"][positions] = (1.0 - beta1**n) * seed.mean_grad.float()
         state["exp_avg_sq"][positions] = (1.0 - beta2**n) * seed.mean_sq_grad.float()
-        state["age"][positions] = n
 
 
 class SftSM3(_SftOptimizer):
@@ -189,37 +279,56 @@ class SftSM3(_SftOptimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            momentum, beta = group["momentum"], group["beta"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad.float()
-                state = self._state(param, momentum)
-                row_acc, col_acc = state["row_acc"], state["col_acc"]
-                d_in = param.sft_layer.shape[1]
-                flat = param.sft_layer.indices.long()
-                rows = torch.div(flat, d_in, rounding_mode="floor")
-                cols = flat - rows * d_in
-                nu = torch.minimum(row_acc[rows], col_acc[cols])
-                if beta > 0:
-                    nu.mul_(beta).addcmul_(grad, grad, value=1.0 - beta)
-                else:
-                    nu.addcmul_(grad, grad)
-                row_acc.scatter_reduce_(0, rows, nu, reduce="amax", include_self=True)
-                col_acc.scatter_reduce_(0, cols, nu, reduce="amax", include_self=True)
-                update = grad * nu.add_(group["eps"]).rsqrt_()
-                if momentum > 0:
-                    buffer = state["momentum_buffer"]
-                    buffer.mul_(momentum).add_(update, alpha=1.0 - momentum)
-                    update = buffer
-                self._decay_and_apply(param, update, group["lr"], group["weight_decay"])
+            params = [p for p in group["params"] if p.grad is not None]
+            for chunk in _chunks(params):
+                self._step_chunk(chunk, group)
         return loss
 
+    def _step_chunk(self, params: list[Tensor], group: dict) -> None:
+        momentum, beta = group["momentum"], group["beta"]
+        grads = [param.grad.float() for param in params]
+        updates = []
+        # The accumulators' gathers and running maxima are per matrix (each has its own
+        # row and column vectors); the rest runs as multi-tensor ops.
+        for param, grad in zip(params, grads):
+            state = self._state(param, momentum)
+            row_acc, col_acc = state["row_acc"], state["col_acc"]
+            rows, cols = self._rows_and_cols(param)
+            nu = torch.minimum(row_acc[rows], col_acc[cols])
+            if beta > 0:
+                nu.mul_(beta).addcmul_(grad, grad, value=1.0 - beta)
+            else:
+                nu.addcmul_(grad, grad)
+            row_acc.scatter_reduce_(0, rows, nu, reduce="amax", include_self=True)
+            col_acc.scatter_reduce_(0, cols, nu, reduce="amax", include_self=True)
+            updates.append(nu)
+        torch._foreach_add_(updates, group["eps"])
+        torch._foreach_rsqrt_(updates)
+        torch._foreach_mul_(updates, grads)  # grad * rsqrt(nu + eps)
+        del grads
+        if momentum > 0:
+            buffers = [self.state[param]["momentum_buffer"] for param in params]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, updates, alpha=1.0 - momentum)
+            updates = buffers
+        self._decay_and_apply(params, updates, group["lr"], group["weight_decay"])
+
+    @staticmethod
+    def _rows_and_cols(param: Tensor) -> tuple[Tensor, Tensor]:
+        """Row and column (int64, as scatter_reduce_ wants) of each active entry."""
+        d_in = param.sft_layer.shape[1]
+        flat = param.sft_layer.indices
+        rows = torch.div(flat, d_in, rounding_mode="floor")
+        cols = (flat - rows * d_in).long()
+        return rows.long(), cols
+
     @torch.no_grad()
-    def reset_state(self, param: Tensor, positions: Tensor, seed: GrowthSeed | None = None) -> None:
+    def reset_state(self, param: Tensor, positions: Tensor, seed: GrowthSeed | None = None,
+                    generation: int | None = None) -> None:
         """Clear the momentum of ``param[positions]``. SM3 has no per-weight second moment to
         seed: a new entry's nu starts from its row/column accumulators, which already hold the
-        statistics of its neighbours, so ``seed`` is not used."""
+        statistics of its neighbours, so ``seed`` is not used; SM3 keeps no age, so neither is
+        ``generation``."""
         state = self._state(param, self._group_of(param)["momentum"])
         if "momentum_buffer" in state:
             state["momentum_buffer"][positions] = 0

@@ -215,7 +215,10 @@ class SftSelector:
         layer.grown_at[positions] = self.num_reselections
         if layer.values.grad is not None:
             layer.values.grad[positions] = 0
-        self.optimizer.reset_state(layer.values, positions, seed)
+        self.optimizer.reset_state(layer.values, positions, seed, self.num_reselections)
+        # Keep the index set sorted (the kernels store no permutation): values, grown_at, the
+        # gradient and the optimizer's per-value state move with their indices.
+        self.optimizer.permute_state(layer.values, layer.sort_entries())
         return positions.numel()
 
     def _reselect_ag(self, layer: SftLinear, k: int) -> int:

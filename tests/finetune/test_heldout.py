@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from finetune.chat import encode_example
+from finetune.chat import encode_row
 from finetune.heldout import heldout_loss, split_heldout
 from finetune.mixtures.io import read_rows
 
@@ -36,7 +36,7 @@ def test_loss_matches_per_example_reference_and_ignores_padding(tiny_model_dir, 
 
     total, tokens = 0.0, 0
     for i, row in enumerate(read_rows(mixture_path)):
-        ex = encode_example(tokenizer, row["prompt"], row["response"], 64)
+        ex = encode_row(tokenizer, row, 64)
         labels = torch.tensor([ex["labels"]])
         n = int((labels[:, 1:] != -100).sum())
         with torch.no_grad():
@@ -58,7 +58,8 @@ def test_samples_skip_examples_without_response_tokens_and_keep_their_line(tmp_p
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = read_rows(mixture_path)[:3]
-    rows[1] = {**rows[1], "prompt": "word " * 200}  # the prompt alone fills max_length
+    rows[1] = {**rows[1], "messages": [{"role": "user", "content": "word " * 200},
+                                       *rows[1]["messages"][1:]]}  # the prompt alone fills max_length
     path = tmp_path / "h.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = heldout_loss(model, tokenizer, path, max_length=64, batch_size=2)

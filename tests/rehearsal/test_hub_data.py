@@ -21,8 +21,8 @@ EXPECTED = [
      {"question": STRING, "subject": STRING, "choices": "List", "answer": "ClassLabel"}),
     ("openai/gsm8k", "main", "test", {"question": STRING, "answer": STRING}),
     ("openai/gsm8k", "main", "train", {"question": STRING, "answer": STRING}),
-    ("lukaemon/bbh", "boolean_expressions", "test", {"input": STRING, "target": STRING}),
-    ("lukaemon/bbh", "word_sorting", "test", {"input": STRING, "target": STRING}),
+    ("SaylorTwift/bbh", "boolean_expressions", "test", {"input": STRING, "target": STRING}),
+    ("SaylorTwift/bbh", "word_sorting", "test", {"input": STRING, "target": STRING}),
     ("google-research-datasets/tydiqa", "secondary_task", "train",
      {"id": STRING, "title": STRING, "context": STRING, "question": STRING, "answers": "dict"}),
     ("google-research-datasets/tydiqa", "secondary_task", "validation",
@@ -75,7 +75,7 @@ def test_values_look_like_the_hub(hub):
         assert r["context"][start:start + len(text)] == text
     tulu = datasets.load_dataset(hub("allenai/tulu-v2-sft-mixture"), split="train")
     assert {m["role"] for r in tulu for m in r["messages"]} == {"system", "user", "assistant"}
-    configs = datasets.get_dataset_config_names(hub("lukaemon/bbh"))
+    configs = datasets.get_dataset_config_names(hub("SaylorTwift/bbh"))
     assert sorted(configs) == sorted(TASKS)
 
 

@@ -101,7 +101,7 @@ def test_gsm(hub, cache_dir):
 def test_bbh_all_subtasks(hub, cache_dir):
     from evals import bbh
 
-    items, fewshot, _ = bbh.load({"source": "hub", "hub_id": hub("lukaemon/bbh")}, cache_dir)
+    items, fewshot, _ = bbh.load({"source": "hub", "hub_id": hub("SaylorTwift/bbh")}, cache_dir)
     assert {i["task"] for i in items} == set(bbh.TASKS) and not fewshot["unavailable"]
     assert set(fewshot["prompts"]) == set(bbh.TASKS)
 
@@ -145,7 +145,7 @@ def test_mixture_hub_rows(hub, repo_id, n):
 
     rows = hub_rows({"source": "hub", "hub_id": hub(repo_id)})
     assert len(rows) == n
-    assert all(r["prompt"] and r["response"] for r in rows)
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"] for r in rows)
     assert all(r["source"].startswith(hub(repo_id)) for r in rows)
 
 

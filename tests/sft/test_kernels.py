@@ -231,12 +231,13 @@ def test_calibration_times_both_paths_once_per_geometry(monkeypatch):
 def test_non_cpu_devices_dispatch_by_timing(monkeypatch):
     seen = []
 
-    def fake_calibration(count, shape, device):
-        seen.append((count, shape, device.type))
+    def fake_calibration(count, shape, device, tokens, dtype):
+        seen.append((count, shape, device.type, tokens, dtype))
         return kernels.DENSE
 
     monkeypatch.setattr(kernels, "calibrated_method", fake_calibration)
-    assert kernels.choose_method(10, (8, 8), torch.device("cuda")) == kernels.DENSE
-    assert seen == [(10, (8, 8), "cuda")]
+    cuda = torch.device("cuda")
+    assert kernels.choose_method(10, (8, 8), cuda, dtype=torch.bfloat16, tokens=2048) == kernels.DENSE
+    assert seen == [(10, (8, 8), "cuda", 2048, torch.bfloat16)]  # the training's inputs
     assert kernels.choose_method(10, (1536, 576), torch.device("cpu")) == kernels.SDDMM
     assert len(seen) == 1  # the CPU uses its cost model, not timing

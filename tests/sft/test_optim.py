@@ -37,7 +37,7 @@ def test_adamw_bias_correction_uses_each_weights_age():
     seed = GrowthSeed(torch.tensor([2.0, -1.0]), torch.tensor([4.0, 9.0]), num_steps=5)
     opt.reset_state(p, torch.tensor([1, 3]), seed)
     state = opt.state[p]
-    assert state["age"].tolist() == [2, 5, 2, 5]
+    assert opt.ages(p).tolist() == [2, 5, 2, 5]
     before = p.detach().clone()
     g = torch.tensor([1.0, 0.5, 1.0, -2.0])
     p.grad = g
@@ -53,7 +53,7 @@ def test_adamw_bias_correction_uses_each_weights_age():
         update = (m / (1 - 0.9**age)) / (v / (1 - 0.999**age)) ** 0.5
         torch.testing.assert_close(p[i] - before[i], torch.tensor(-0.1 * update))
     opt.reset_state(p, torch.tensor([0]))
-    assert state["age"][0] == 0 and state["exp_avg"][0] == 0 and state["exp_avg_sq"][0] == 0
+    assert opt.ages(p)[0] == 0 and state["exp_avg"][0] == 0 and state["exp_avg_sq"][0] == 0
 
 
 def test_adamw_bf16_values_fp32_state():
@@ -63,7 +63,7 @@ def test_adamw_bf16_values_fp32_state():
         p.grad = torch.ones(8, dtype=torch.bfloat16)
         opt.step()
     state = opt.state[p]
-    assert state["exp_avg"].dtype == torch.float32 and int(state["age"][0]) == 300
+    assert state["exp_avg"].dtype == torch.float32 and int(opt.ages(p)[0]) == 300
     assert p.dtype == torch.bfloat16 and float(p.detach()[0]) < -0.25
 
 
@@ -138,5 +138,6 @@ def test_state_dict_roundtrip_keeps_fp32_moments_and_int_ages_for_bf16_values():
     restored = SftAdamW([q], lr=1e-3)
     restored.load_state_dict(opt.state_dict())
     state = restored.state[q]
-    assert state["exp_avg"].dtype == torch.float32 and state["age"].dtype == torch.int32
+    assert state["exp_avg"].dtype == torch.float32 and state["birth"].dtype == torch.int32
+    assert torch.equal(restored.ages(q), opt.ages(p)) and restored.ages(q).dtype == torch.int32
     torch.testing.assert_close(state["exp_avg"], opt.state[p]["exp_avg"], rtol=0, atol=0)
