@@ -31,8 +31,8 @@ def _lone_surrogate(obj, where: str = "") -> str | None:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-empty line; a malformed line raises ValueError naming
-    the file and line: not UTF-8, not valid JSON, not an object, or a string with a lone
-    surrogate. A UTF-8 byte-order mark before the first line is skipped."""
+    the file and line: not UTF-8, not valid JSON (or nested too deeply, or an integer too long
+    to convert), not an object, or a string with a lone surrogate. A UTF-8 byte-order mark before the first line is skipped."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
@@ -47,6 +47,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            except RecursionError:
+                raise ValueError(f"{path}:{lineno}: not readable JSON (nested too deeply)") from None
+            except ValueError as err:  # an integer past Python's 4300-digit conversion limit
+                raise ValueError(f"{path}:{lineno}: not readable JSON ({err})") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             # UTF-8 cannot carry a surrogate, so only a \u escape can make one.

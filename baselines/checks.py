@@ -9,6 +9,7 @@ any job starts.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +62,26 @@ def _problems(validator, data: dict) -> list[tuple[list, str]]:
         if isinstance(error.instance, str) and _is_number(error.instance) and "number" in message:
             message += f" (YAML reads {error.instance} as a string: write it with a dot, e.g. 1.0e-4)"
         found.append((list(error.absolute_path), message))
+    # JSON Schema's ranges compare, and every comparison with NaN is false: `lr: .nan` would pass.
+    found += [(path, f"{value} is not a finite number") for path, value in non_finite(data)]
     return sorted(found, key=lambda item: [str(p) for p in item[0]])
+
+
+def non_finite(data, path: tuple = ()) -> list[tuple[list, float]]:
+    """(path, value) of every NaN or infinite number in nested dicts and lists (YAML's `.nan`,
+    `.inf`; JSON's NaN, Infinity), which range checks let through."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(list(path), data)]
+    if isinstance(data, dict):
+        return [found for k, v in data.items() for found in non_finite(v, (*path, k))]
+    if isinstance(data, list):
+        return [found for i, v in enumerate(data) for found in non_finite(v, (*path, i))]
+    return []
+
+
+def non_finite_problems(data) -> list[str]:
+    """One line per NaN or infinite number in `data` (a config), naming its key."""
+    return [f"{_dotted(path)}: {value} is not a finite number" for path, value in non_finite(data)]
 
 
 def _is_number(text: str) -> bool:

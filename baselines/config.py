@@ -48,11 +48,16 @@ def read_method_file(name: str, directory: Path | None = None) -> dict:
     path = (directory or methods_dir()) / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"unknown method {name!r}: no {path} (known: {available_methods(directory)})")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 (byte 0x{err.object[err.start]:02x} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not readable YAML (nested too deeply)") from None
+    except ValueError as err:  # an integer past Python's 4300-digit conversion limit
+        raise ValueError(f"{path}: not readable YAML ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     problems = method_file_problems(data, str(path))  # baselines/method.schema.yaml

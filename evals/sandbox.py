@@ -36,8 +36,9 @@ SPIEL_SANDBOX_ISOLATION=namespaces|uid forces one):
   a fresh uid from SPIEL_SANDBOX_UIDS (default 62000-62999; one with no passwd or group entry, no
   process, and locked against concurrent evaluations) in a private 0700 directory. It cannot
   signal, trace or read the memory or environment of the caller, the judge or other sandboxes. It
-  can read world-readable files and write only where anyone may (what it leaves at the top of
-  /tmp, /var/tmp and /dev/shm is deleted afterwards). seccomp refuses sockets, so no network. A
+  can read world-readable files and write only where anyone may (what it leaves in /tmp,
+  /var/tmp, /dev/shm, /run/lock and the other WORLD_WRITABLE folders, and in any world-writable
+  folder below them, is deleted afterwards). seccomp refuses sockets, so no network. A
   `kill(-1, SIGKILL)` sent as its uid ends all its processes at once, `setsid` or not.
 - a normal user without user namespaces: nothing can separate the code from you, so the sandbox
   refuses (`SandboxUnavailable`) instead of running it as you. Run as root, or allow unprivileged
@@ -47,14 +48,16 @@ In both modes: a clean environment (no HF_TOKEN or other secrets), `python -I -S
 library only), rlimits on CPU time, address space (`memory_mb`), file size (`disk_mb`), open files
 and processes (`max_procs`, counted per sandbox uid, so a fork bomb stays inside), no core dumps,
 no new privileges, an empty capability bounding set, and seccomp refusing socket, ptrace,
-process_vm_*, io_uring, bpf, perf_event_open, userfaultfd and keyrings (x86_64, aarch64; "uid"
-refuses to run elsewhere). A trusted supervisor process outside each sandbox reaps everything it
+process_vm_*, io_uring, bpf, perf_event_open, userfaultfd, keyrings and System V / POSIX IPC
+objects (shared memory, semaphores, message queues: memory RLIMIT_AS does not count, which in
+"uid" would outlive the run) (x86_64, aarch64; "uid" refuses to run elsewhere). A trusted supervisor process outside each sandbox reaps everything it
 leaves. The caller keeps a wall-clock timeout after which everything is killed, reads all pipes
 without blocking, and fails a run at once when it writes more than `max_output` bytes (keeping
 only a short tail of stderr for the record).
 Not covered: kernel exploits and side channels (use a VM for that); the CPU, memory and (in "uid",
-per file only) disk the run uses within its limits; in "uid", world-readable files, which may
-include benchmark data.
+per file only) disk the run uses within its limits; in "uid", files in /dev/shm (memory, counted
+per file by RLIMIT_FSIZE, removed afterwards) and world-readable files, which may include
+benchmark data.
 """
 from __future__ import annotations
 
@@ -79,6 +82,9 @@ from dataclasses import dataclass
 
 UID_RANGE = (62000, 62999)  # fresh uids for sandboxes when root; override: SPIEL_SANDBOX_UIDS=lo-hi
 MESSAGE_LIMIT = 16 << 20  # one call's arguments or result, encoded
+# Where any user may write on a standard Linux system ("uid" mode cleans them after each run)
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue",
+                  "/var/crash", "/var/metrics")
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -333,7 +339,7 @@ class _Run:
                     f.close()
         if self.mode == "uid":
             for lease in self.leases:
-                _remove_owned_by(lease.uid, ("/tmp", "/var/tmp", "/dev/shm"))
+                _remove_owned_by(lease.uid, WORLD_WRITABLE)
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
         for lease in self.leases:
@@ -466,19 +472,28 @@ def _uids_with_processes() -> set[int]:
 
 
 def _remove_owned_by(uid: int, dirs) -> None:
-    for d in dirs:
+    """Delete what `uid` made in `dirs` and in every world-writable folder below them (the only
+    places a fresh uid can write; its own folders go whole). Its processes are dead by now, so
+    nothing moves while we walk, and no symbolic link is followed."""
+    todo, seen = [os.path.realpath(d) for d in dirs], set()
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.add(d)
         try:
             entries = list(os.scandir(d))
         except OSError:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                if st.st_uid == uid and stat.S_ISDIR(st.st_mode):
                     shutil.rmtree(entry.path, ignore_errors=True)
-                else:
+                elif st.st_uid == uid:
                     os.unlink(entry.path)
+                elif stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH:
+                    todo.append(entry.path)
             except OSError:
                 pass
 
@@ -565,10 +580,15 @@ PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 # per architecture: audit arch, pivot_root, and the system calls seccomp refuses (EPERM):
 # socket, ptrace, process_vm_readv/writev, bpf, perf_event_open, userfaultfd,
-# add_key/request_key/keyctl, io_uring_setup/enter/register
+# add_key/request_key/keyctl, io_uring_setup/enter/register, and System V and POSIX IPC objects
+# (shmget, shmat, shmctl, semget, msgget, mq_open): they hold memory outside the address space
+# that RLIMIT_AS counts (a segment touched and detached), and without an IPC namespace ("uid")
+# they outlive the run.
 _ARCH = {
-    "x86_64": (0xC000003E, 155, [41, 101, 310, 311, 321, 298, 323, 248, 249, 250, 425, 426, 427]),
-    "aarch64": (0xC00000B7, 41, [198, 117, 270, 271, 280, 241, 282, 217, 218, 219, 425, 426, 427]),
+    "x86_64": (0xC000003E, 155, [41, 101, 310, 311, 321, 298, 323, 248, 249, 250, 425, 426, 427,
+                                 29, 30, 31, 64, 68, 240]),
+    "aarch64": (0xC00000B7, 41, [198, 117, 270, 271, 280, 241, 282, 217, 218, 219, 425, 426, 427,
+                                 194, 196, 195, 190, 186, 180]),
 }
 
 _libc = None
@@ -662,16 +682,30 @@ def _supervise(fds) -> int:
     for fd in fds:
         os.close(fd)
     running = [pid]  # once reaped, its pid may be reused: never signal it then
-    signal.signal(signal.SIGTERM, lambda *_: [os.kill(p, signal.SIGKILL) for p in running])
+
+    stopped = []
+
+    def stop(*_):
+        if not stopped:  # once is enough: a flood of SIGTERMs must not nest kills
+            stopped.append(True)
+            for p in running:
+                os.kill(p, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, stop)
     code = 1
     while True:
-        try:
-            child, status = os.wait()
+        try:  # wait, but leave it a zombie: until reaped, its pid cannot be reused or vanish
+            child = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT).si_pid
         except ChildProcessError:
             os._exit(code)
+        # Reap with SIGTERM blocked (pthread_sigmask runs a pending handler first, while the
+        # child is still a zombie), so that `stop` never signals a pid already reaped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _, status = os.waitpid(child, 0)
         if child == pid:
             running.clear()
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _parent_gone(alive: int) -> bool:

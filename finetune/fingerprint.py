@@ -11,8 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from artifacts.atomic import write_json
+from artifacts.content_hash import cached_sha256
 from artifacts.layout import RunFolder
-from artifacts.packaged import sha256_of
 
 log = logging.getLogger("finetune.train")
 
@@ -21,13 +21,25 @@ TRAINING_CODE = ("sft", "baselines", "finetune")
 
 
 def _model_identity(model_path: str) -> dict:
-    """A local folder: its config and the names and sizes of its files; a hub id: the id."""
+    """A local folder: the content hash of each of its files (weights re-converted or saved
+    anew in place change it, whatever their size); a hub id: the commit of the revision that
+    from_pretrained reads (a commit's files never change)."""
     folder = Path(model_path)
     if not folder.is_dir():
-        return {"hub_id": model_path}
-    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
-    config = folder / "config.json"
-    return {"config_sha256": sha256_of(config) if config.exists() else None, "files": files}
+        return {"hub_id": model_path, "revision": _hub_commit(model_path)}
+    return {"files": {p.name: cached_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}}
+
+
+def _hub_commit(repo_id: str) -> str:
+    """The commit of `repo_id`'s main revision: the hub cache's snapshot (jobs run offline, after
+    the download rule), else asked of the hub."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True)).name
+    except LocalEntryNotFoundError:
+        return HfApi().model_info(repo_id).sha
 
 
 def _code_version() -> str:
@@ -45,7 +57,7 @@ def _code_version() -> str:
 
 def run_fingerprint(model_path: str, data_path: Path, method: dict, train_cfg: dict, seed: int) -> dict:
     parts = {"method": method, "train": train_cfg, "seed": seed,
-             "data_sha256": sha256_of(Path(data_path)), "model": _model_identity(model_path),
+             "data_sha256": cached_sha256(Path(data_path)), "model": _model_identity(model_path),
              "code": _code_version()}
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return {"sha256": hashlib.sha256(blob).hexdigest(), **parts}

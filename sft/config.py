@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,20 @@ class SftConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the offending key for any impossible setting."""
+        """Raise ``ValueError`` naming the offending key for any impossible setting. Types are
+        checked, not coerced: ``density: true`` or ``"0.05"``, ``seed: "zero"`` and NaN or
+        infinite numbers are errors."""
+        for key in ("density", "initial_reselection_rate"):
+            value = getattr(self, key)
+            if value is not None and not _is_real(value):
+                raise ValueError(f"SftConfig: '{key}' must be a finite number, got {value!r}")
+        for key in ("num_tunable_weights", "seed", "reselection_steps", "accumulation_steps"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"SftConfig: '{key}' must be an integer, got {value!r}")
+        for key in ("selection", "schedule", "delta_dtype"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"SftConfig: '{key}' must be a string, got {getattr(self, key)!r}")
         if (self.density is None) == (self.num_tunable_weights is None):
             raise ValueError(
                 "SftConfig: give exactly one of 'density' and 'num_tunable_weights' "
@@ -173,17 +187,35 @@ class SftConfig:
         return cls.from_dict(_read_json(path), source=str(_config_path(path)))
 
 
+def _is_real(value) -> bool:
+    """A finite int or float, not a bool (``True`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _config_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path / CONFIG_NAME if path.is_dir() else path
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a finite number")
+
+
 def _read_json(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``; anything unreadable raises ``ValueError`` naming the file:
+    not UTF-8, invalid JSON, NaN or Infinity (JSON has neither; Python's reader accepts them),
+    nesting too deep, an integer too long to convert."""
     path = _config_path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 (byte {err.start}: {err.reason})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as err:  # a NaN or Infinity, or an integer past 4300 digits
+        raise ValueError(f"{path}: invalid JSON: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

@@ -83,6 +83,9 @@ def read_deltas(path: Path, model: nn.Module) -> tuple[Deltas, int]:
         if not fields["values"].dtype.is_floating_point:
             raise ValueError(f"{path}: {name}.values has dtype {fields['values'].dtype}; "
                              "expected a floating-point dtype")
+        if fields["shape"].shape != (2,):
+            raise ValueError(f"{path}: {name}.shape must hold 2 integers (rows, columns), got a "
+                             f"tensor of shape {tuple(fields['shape'].shape)}")
         shape = tuple(int(s) for s in fields["shape"].tolist())
         if shape != weight_shape(linear):
             raise ValueError(f"{path}: {name}.shape is {shape} but the model's weight is "
@@ -94,8 +97,31 @@ def read_deltas(path: Path, model: nn.Module) -> tuple[Deltas, int]:
             raise ValueError(f"{path}: {name}.indices out of range for shape {shape}")
         if torch.unique(indices).numel() != indices.numel():
             raise ValueError(f"{path}: {name}.indices are not unique")
+        if not bool(torch.isfinite(values).all()):  # would poison the merged weights
+            raise ValueError(f"{path}: {name}.values holds NaN or infinite values")
         deltas[name] = (indices, values, grown_at)
-    return deltas, int(metadata.get("num_reselections", "0"))
+    return deltas, _num_reselections(path, metadata)
+
+
+def _num_reselections(path: Path, metadata: dict) -> int:
+    text = metadata.get("num_reselections", "0")
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 18):
+        raise ValueError(f"{path}: metadata num_reselections must be a non-negative integer, "
+                         f"got {text!r}")
+    return int(text)
+
+
+def check_same_base(configs: list[tuple[Path, dict]]) -> None:
+    """Raise ``ValueError`` when saved SFTs record different base models
+    (``base_model_name_or_path``): their deltas are differences to different weights, and
+    summing them onto one base is meaningless even where the shapes agree."""
+    recorded = [(path, str(meta["base_model_name_or_path"])) for path, meta in configs
+                if meta.get("base_model_name_or_path")]
+    bases = {base for _, base in recorded}
+    if len(bases) > 1:
+        listed = ", ".join(f"{path}: {base!r}" for path, base in recorded)
+        raise ValueError(f"these SFTs were trained on different base models ({listed}); pass "
+                         "allow_different_bases=True to compose them anyway")
 
 
 def compose_deltas(all_deltas: list[Deltas]) -> Deltas:

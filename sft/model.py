@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from .base_weights import dense_weight, is_4bit, replace_weight
 from . import hub
-from .config import SftConfig
-from .format import (CONFIG_NAME, WEIGHTS_NAME, compose_deltas, model_card_text, read_deltas,
-                     write_deltas)
+from .config import SftConfig, read_metadata
+from .format import (CONFIG_NAME, WEIGHTS_NAME, check_same_base, compose_deltas, model_card_text,
+                     read_deltas, write_deltas)
 from .io import atomic_write_text
 from .layer import SftLinear
 from .targets import allocate_budget, find_target_linears, weight_shape
@@ -218,14 +218,16 @@ class SftModel(nn.Module):
     def from_pretrained(cls, model: nn.Module, paths: str | os.PathLike | Sequence,
                         is_trainable: bool = False, *, revision: str | None = None,
                         token: str | None = None, cache_dir: str | os.PathLike | None = None,
-                        local_files_only: bool = False) -> "SftModel":
+                        local_files_only: bool = False,
+                        allow_different_bases: bool = False) -> "SftModel":
         """Apply saved SFT(s) to ``model``. Each of ``paths`` is a directory written by
         :meth:`save_pretrained` or a Hub repo id (``"user/repo"``, fetched with
         ``huggingface_hub.snapshot_download``; ``revision``, ``token``, ``cache_dir`` and
         ``local_files_only`` go to it, and ``HF_HUB_OFFLINE=1`` reads the local cache only).
         Several compose additively (W + Delta_1 + Delta_2 + ...: union of indices, values
         summed where they overlap); the config of the first is kept. Only a single SFT can be
-        loaded ``is_trainable``."""
+        loaded ``is_trainable``. SFTs that record different base models
+        (``base_model_name_or_path``) are refused unless ``allow_different_bases``."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         paths = [hub.resolve_sft_dir(p, revision=revision, token=token, cache_dir=cache_dir,
@@ -235,6 +237,8 @@ class SftModel(nn.Module):
         if is_trainable and len(paths) > 1:
             raise ValueError("a composition of several SFTs cannot be loaded trainable")
         config = SftConfig.load(paths[0] / CONFIG_NAME)
+        if len(paths) > 1 and not allow_different_bases:
+            check_same_base([(p / CONFIG_NAME, read_metadata(p / CONFIG_NAME)) for p in paths])
         loaded = [read_deltas(p / WEIGHTS_NAME, model) for p in paths]
         deltas = loaded[0][0] if len(loaded) == 1 else compose_deltas([d for d, _ in loaded])
         sft = cls(model, config, deltas=deltas, trainable=is_trainable)

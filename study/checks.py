@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from baselines.checks import non_finite_problems
 from baselines.config import available_methods, method_facts, methods_dir, read_method_file, resolve_method
 from finetune.mixtures import validate_spec
 from study.plan import TABLES, Plan
@@ -46,7 +47,7 @@ def check_references(plan: Plan, builders: bool = True) -> None:
         if search["method"] not in known:
             errors.append(f"study.grid.searches[{i}].method: unknown method {search['method']!r} "
                           f"(no {methods_dir()}/{search['method']}.yaml)")
-    errors += check_methods(plan, set(known), builders)
+    errors += non_finite_problems(config) + check_methods(plan, set(known), builders)
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(dict.fromkeys(errors)))
 

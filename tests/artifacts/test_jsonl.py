@@ -18,6 +18,8 @@ GOOD = b'{"prompt": "a", "response": "b"}\n'
     (b'{"prompt": "a", "response": "x\\udc00y"}\n', "lone surrogate in response"),
     (b'{"prompt": "a", "meta": {"tags": ["ok", "\\udfff"]}}\n', "lone surrogate in meta.tags[1]"),
     (b'{"\\ud800": "a"}\n', "lone surrogate in the key"),
+    (b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b'}\n', "not readable JSON (nested too deeply)"),
+    (b'{"prompt": "a", "n": ' + b"7" * 5000 + b'}\n', "not readable JSON (Exceeds the limit"),
 ])
 def test_a_bad_line_names_file_and_line(tmp_path, bad, where):
     path = tmp_path / "data.jsonl"

@@ -55,6 +55,11 @@ def test_every_shipped_method_file_and_config_passes():
     ("full", "activation_checkpointing", "yes"),
     ("qlora", "quantize", "int8"),
     ("lora", "lr", "1e-4"),  # YAML reads 1e-4 (no dot) as a string
+    ("lora", "lr", float("nan")),  # range checks compare, and NaN compares false
+    ("lora", "lr", float("inf")),
+    ("lora", "lora_dropout", float("nan")),
+    ("lora", "lora_alpha", float("-inf")),
+    ("lora", "target_modules", [float("nan")]),
 ])
 def test_a_bad_override_value_names_its_source(method, key, value):
     source = f"method_overrides.{method}.{key}"
@@ -77,6 +82,15 @@ def test_bad_overrides_and_grid_values_name_the_config_key():
                 "study.grid.searches[2].lr"):
         assert key in message, (key, message)
     assert "searches[1]" not in message and "searches[2].r" not in message
+
+
+def test_a_non_finite_number_anywhere_in_the_config_names_its_key():
+    cfg = config()
+    cfg["train"]["warmup_ratio"] = float("nan")
+    cfg["method_overrides"] = {"lora": {"lr": float("inf")}}
+    message = check(cfg)
+    assert "train.warmup_ratio: nan is not a finite number" in message
+    assert "method_overrides.lora.lr" in message
 
 
 def test_grid_values_over_the_overrides_are_checked_together():
@@ -144,12 +158,32 @@ def test_a_method_used_only_by_the_profile_or_the_grid_is_checked(tmp_path, monk
     ("builder: full\nreleased: {7b: {mix: 3}}\ndefaults: {lr: 1.0e-4}\n", "released.7b.mix"),
     ("builder: full\ndefaults: {lr: 1.0e-4}\nsizes: {7B: {lr: 1.0e-5}}\n", "7B"),
     ("builder: full\ndefualts: {lr: 1.0e-4}\n", "defualts"),
+    ("builder: peft\npeft_config: LoraConfig\ndefaults: {lr: .nan, r: 4}\n", "defaults.lr: nan is not a finite"),
+    ("builder: peft\npeft_config: LoraConfig\ndefaults: {lr: .inf, r: 4}\n", "defaults.lr: inf is not a finite"),
+    ("builder: peft\npeft_config: LoraConfig\ndefaults: {lr: 1.0e-4, r: 4, lora_dropout: .nan}\n",
+     "defaults.lora_dropout: nan"),
+    ("builder: peft\npeft_config: LoraConfig\ndefaults: {lr: 1.0e-4, r: 4, lora_dropout: 0.1}\n"
+     "sizes: {7b: {lora_dropout: .NaN}}\n", "sizes.7b.lora_dropout: nan"),
 ])
 def test_a_bad_method_file_names_file_and_key(tmp_path, text, key):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(ValueError) as err:
         read_method_file("bad", tmp_path)
     assert str(tmp_path / "bad.yaml") in str(err.value) and key in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("data, what", [
+    (b"builder: full\nlabel: caf\xe9\ndefaults: {lr: 1.0e-4}\n", "not UTF-8 (byte 0xe9"),
+    (b"builder: full\ndefaults: {lr: 1.0e-4, r: " + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "nested too deeply"),
+    (b"builder: full\ndefaults: {lr: 1.0e-4, r: " + b"1" * 5000 + b"}\n", "Exceeds the limit"),
+])
+def test_an_unreadable_method_file_names_the_file(tmp_path, data, what):
+    (tmp_path / "bad.yaml").write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.yaml'}: not ")) as err:
+        read_method_file("bad", tmp_path)
+    assert what in str(err.value)
+
 
 
 def test_a_builder_checks_a_resolved_method_without_a_model():

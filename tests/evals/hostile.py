@@ -20,6 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 TESTS = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
 TIMEOUT_S = 2.0
+MEMORY_MB = 512
+SHM_SEGMENTS = 24  # of 32 MB: 768 MB, past MEMORY_MB
+# folders anyone may write to, which a run must leave as it found them
+WRITABLE = ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")
 FLOOD_BYTES = 1 << 30
 REPOSIX = "    import sys\n    sys.modules.pop('posix', None)\n    import posix\n"  # guards undone
 
@@ -105,8 +109,18 @@ HOSTILE = {
                         "failed"),
     "read the caller's secret file": (
         "    return a + b if '@CANARY@' in open('@SECRET@').read() else 0\n", "failed"),
+    "System V shared memory past the memory limit": (
+        "    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    libc.shmat.restype = ctypes.c_void_p\n    made = 0\n"
+        "    for i in range(@SHM_SEGMENTS@):\n"
+        "        sid = libc.shmget(@SHM_KEY@ + i, 32 << 20, 0o1600)\n"  # IPC_CREAT | 0600
+        "        if sid < 0:\n            break\n"
+        "        p = libc.shmat(sid, None, 0)\n"
+        "        if p is None or p == ctypes.c_void_p(-1).value:\n            break\n"
+        "        ctypes.memset(p, 1, 32 << 20)\n        libc.shmdt(ctypes.c_void_p(p))\n"
+        "        made += 1\n    return a + b if made == @SHM_SEGMENTS@ else 0\n", "failed"),
     "files in /tmp and /dev/shm": (
-        "    for d in ('/tmp', '/dev/shm', '/var/tmp'):\n        try:\n"
+        "    for d in @WRITABLE@:\n        try:\n"
         "            open(d + '/@MARKER@', 'w').write('x')\n        except OSError:\n"
         "            pass\n    return 0\n", "failed"),
 }
@@ -150,8 +164,11 @@ def _attack(sandbox, isolation: str, canary: str, marker: str, work: str) -> dic
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
+    shm_key = int(marker.replace(".", "")) % (1 << 30)
     subst = {"@SENTINEL@": sentinel, "@SECRET@": secret, "@CANARY@": canary, "@MARKER@": marker,
-             "@PORT@": str(listener.getsockname()[1]), "@FLOOD@": str(FLOOD_BYTES)}
+             "@PORT@": str(listener.getsockname()[1]), "@FLOOD@": str(FLOOD_BYTES),
+             "@SHM_KEY@": str(shm_key), "@SHM_SEGMENTS@": str(SHM_SEGMENTS),
+             "@WRITABLE@": repr(WRITABLE)}
 
     def fill(code):
         for k, v in subst.items():
@@ -162,7 +179,7 @@ def _attack(sandbox, isolation: str, canary: str, marker: str, work: str) -> dic
         name, code = item
         start = time.monotonic()
         o = sandbox.check_function(PROMPT + fill(code), "add", TESTS, PROMPT, timeout_s=TIMEOUT_S,
-                                   memory_mb=512, isolation_mode=isolation)
+                                   memory_mb=MEMORY_MB, isolation_mode=isolation)
         return name, {"passed": o.passed, "status": o.status, "detail": o.detail,
                       "seconds": round(time.monotonic() - start, 2)}
 
@@ -177,14 +194,33 @@ def _attack(sandbox, isolation: str, canary: str, marker: str, work: str) -> dic
             connections += 1
     except BlockingIOError:
         pass
-    leftovers = [os.path.join(d, marker) for d in ("/tmp", "/dev/shm", "/var/tmp")
-                 if os.path.lexists(os.path.join(d, marker))]
+    leftovers = [os.path.join(d, marker) for d in WRITABLE if os.path.lexists(os.path.join(d, marker))]
+    leftovers += _remove_segments(range(shm_key, shm_key + SHM_SEGMENTS))
     with open(sentinel) as fh:
         sentinel_text = fh.read()
     return {"isolation": isolation, "uid": os.getuid(), "results": results, "marker": marker,
             "connections": connections, "sentinel": sentinel_text, "leftover_files": leftovers,
             "peak_rss_mb": _peak_rss_mb(),
             "canary": canary}
+
+
+def _remove_segments(keys) -> list[str]:
+    """System V shared memory segments with these keys that outlived the run, removed (the
+    memory they hold is the machine's until then)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = []
+    try:
+        with open("/proc/sysvipc/shm") as fh:
+            lines = fh.readlines()[1:]
+    except OSError:  # a kernel without System V IPC
+        return found
+    for line in lines:
+        key, shmid = (int(x) for x in line.split()[:2])
+        if key in keys:
+            found.append(f"shm segment {key}")
+            libc.shmctl(shmid, 0, None)  # IPC_RMID
+    return found
 
 
 def _peak_rss_mb() -> int:

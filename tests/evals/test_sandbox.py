@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,3 +206,39 @@ def test_every_canonical_humaneval_solution_passes(cache_dir):
             timeout_s=10), rows))
     failed = {r["task_id"]: o.detail for r, o in zip(rows, outs) if not o.passed}
     assert failed == {} and len(rows) == 164
+
+
+def test_the_supervisor_never_signals_a_reaped_child():
+    """SIGTERMs that land while the supervisor reaps its child (the caller's kill racing the
+    child's own exit) must not make it signal a pid it already reaped: that raised, and an
+    ordinary failing completion was reported as "sandbox setup failed"."""
+    failures = 0
+    for _ in range(60):
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        supervisor = os.fork()
+        if supervisor == 0:
+            try:
+                signal.signal(signal.SIGTERM, lambda *_: None)  # until _supervise sets its own
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+                sandbox._supervise([])  # returns only in the sandbox's side, which exits itself
+                time.sleep(0.002)
+                os._exit(3)
+            except BaseException:
+                os._exit(70)  # as _child_main's "sandbox setup failed"
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # a flood of SIGTERMs until it exits
+            try:
+                os.kill(supervisor, signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            done, status = os.waitpid(supervisor, os.WNOHANG)
+            if done:
+                break
+        else:
+            os.kill(supervisor, signal.SIGKILL)
+            pytest.fail("the supervisor did not exit")
+        if not done:
+            _, status = os.waitpid(supervisor, 0)
+        failures += os.WIFEXITED(status) and os.WEXITSTATUS(status) == 70
+    assert failures == 0

@@ -40,6 +40,32 @@ def test_a_changed_learning_rate_starts_afresh_instead_of_resuming(tiny_model_di
     assert [r["lr"] for r in read_metrics(run / "metrics.jsonl")][0] == pytest.approx(5e-4)
 
 
+def test_weights_replaced_in_place_with_the_same_size_start_afresh(tiny_model_dir, mixture_path, tmp_path):
+    """A re-conversion or a new checkpoint saved into the model's folder is another base model,
+    even when every file keeps its size."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(str(model), mixture_path, resolve_method("lora"), CFG, run, seed=0, callbacks=[StopAt(3)])
+    assert (run / "checkpoints" / "checkpoint-2").is_dir()
+    weights = model / "model.safetensors"
+    size = weights.stat().st_size
+    tensors = {name: t + 0.5 for name, t in load_file(weights).items()}
+    save_file(tensors, tmp_path / "new.safetensors", metadata={"format": "pt"})
+    new = (tmp_path / "new.safetensors").read_bytes()
+    assert len(new) == size
+    with open(weights, "r+b") as fh:  # in place: same inode, same size
+        fh.write(new)
+    summary = train(str(model), mixture_path, resolve_method("lora"), CFG, run, seed=0)
+    assert summary["resumed_from"] is None  # not the old base model's checkpoint-2
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
 def test_the_same_run_resumes_and_its_summary_covers_every_step(tiny_model_dir, mixture_path, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

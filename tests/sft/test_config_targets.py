@@ -23,6 +23,15 @@ from sft.targets import allocate_budget, find_target_linears
     ({"density": 0.1, "accumulation_steps": 30}, "cannot exceed 'reselection_steps'"),
     ({"density": 0.1, "delta_dtype": "int8"}, "unknown 'delta_dtype'"),
     ({"density": 0.1, "target_modules": []}, "target_modules"),
+    ({"density": True}, "'density' must be a finite number"),  # bool is an int to Python
+    ({"density": "0.05"}, "'density' must be a finite number"),
+    ({"density": float("nan")}, "'density' must be a finite number"),
+    ({"density": 0.1, "initial_reselection_rate": float("nan")}, "'initial_reselection_rate'"),
+    ({"density": 0.1, "seed": "zero"}, "'seed' must be an integer"),
+    ({"density": 0.1, "seed": 1.5}, "'seed' must be an integer"),
+    ({"num_tunable_weights": True}, "'num_tunable_weights' must be an integer"),
+    ({"num_tunable_weights": "100"}, "'num_tunable_weights' must be an integer"),
+    ({"density": 0.1, "delta_dtype": ["float32"]}, "'delta_dtype' must be a string"),
 ])
 def test_config_rejects_impossible_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -128,3 +137,20 @@ def test_named_embeddings_are_an_error_and_embeddings_inside_blocks_are_skipped(
     assert [name for name, _ in find_target_linears(model)] == ["blocks.0.proj"]
     with pytest.raises(ValueError, match="layer blocks.0.bias_table is a torch.nn.modules.sparse.Embedding"):
         list(find_target_linears(model, ["proj", "bias_table"]))
+
+
+@pytest.mark.parametrize("text, message", [
+    (b'{"density": NaN}', "NaN is not a finite number"),
+    (b'{"density": Infinity}', "Infinity is not a finite number"),
+    (b'{"density": true}', "'density' must be a finite number"),
+    (b'{"density": "0.05"}', "'density' must be a finite number"),
+    (b'{"density": 0.1, "seed": "zero"}', "'seed' must be an integer"),
+    (b'{"density": 0.1, "seed": ' + b"7" * 5000 + b"}", "invalid JSON: Exceeds the limit"),
+    (b'{"density": 0.1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"density": 0.1, "target_modules": ["caf\xe9"]}', "not UTF-8"),
+])
+def test_a_bad_config_file_names_the_file(tmp_path, text, message):
+    path = tmp_path / "sft_config.json"
+    path.write_bytes(text)
+    with pytest.raises(ValueError, match=f"{path}.*{message}"):
+        SftConfig.load(path)

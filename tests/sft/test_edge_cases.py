@@ -272,3 +272,37 @@ def test_truncated_file_error_names_the_path(tmp_path):
     path.write_bytes(data[:5])
     with pytest.raises(ValueError, match=str(path)):
         SftModel.from_pretrained(tiny_llama(), tmp_path)
+
+
+def _rewrite(path, change):
+    """Rewrite a saved SFT file after `change(tensors, metadata)`."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    change(tensors, metadata)
+    save_file(tensors, path, metadata=metadata)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_delta_values_are_rejected(tmp_path, bad):
+    path = _saved(tmp_path)
+    key = "model.layers.1.mlp.down_proj.values"
+    _rewrite(path, lambda tensors, _: tensors[key].__setitem__(0, bad))
+    with pytest.raises(ValueError, match=f"{path}.*down_proj.values holds NaN or infinite"):
+        SftModel.from_pretrained(tiny_llama(), tmp_path)
+
+
+def test_a_nested_shape_field_is_rejected_naming_file_and_tensor(tmp_path):
+    path = _saved(tmp_path)
+    key = "model.layers.0.self_attn.q_proj.shape"
+    _rewrite(path, lambda tensors, _: tensors.__setitem__(key, tensors[key].reshape(1, 2)))
+    with pytest.raises(ValueError, match=f"{path}.*q_proj.shape must hold 2 integers"):
+        SftModel.from_pretrained(tiny_llama(), tmp_path)
+
+
+@pytest.mark.parametrize("value", ["three", "-1", "1e3", "9" * 5000])
+def test_a_non_numeric_num_reselections_is_rejected_naming_the_file(tmp_path, value):
+    path = _saved(tmp_path)
+    _rewrite(path, lambda _, metadata: metadata.__setitem__("num_reselections", value))
+    with pytest.raises(ValueError, match=f"{path}.*num_reselections must be a non-negative integer"):
+        SftModel.from_pretrained(tiny_llama(), tmp_path)

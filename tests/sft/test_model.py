@@ -64,6 +64,19 @@ def test_composition_is_additive(tmp_path):
         SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "b"], is_trainable=True)
 
 
+def test_composing_sfts_of_different_base_models_is_refused(tmp_path):
+    """Same shapes, different bases: their deltas are differences to different weights."""
+    _trained(seed=1).save_pretrained(tmp_path / "a", base_model_name_or_path="org/base-v1")
+    _trained(seed=2).save_pretrained(tmp_path / "b", base_model_name_or_path="org/base-v2")
+    with pytest.raises(ValueError, match="different base models.*org/base-v1.*org/base-v2"):
+        SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "b"])
+    composed = SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "b"],
+                                        allow_different_bases=True)
+    assert len(list(composed.sft_layers())) > 0
+    _trained(seed=2).save_pretrained(tmp_path / "c", base_model_name_or_path="org/base-v1")
+    SftModel.from_pretrained(tiny_llama(), [tmp_path / "a", tmp_path / "c"])
+
+
 def test_merge_and_unload():
     model = _trained()
     ids = token_batch(3)
