@@ -31,11 +31,15 @@ def test_a_bad_line_names_file_and_line(tmp_path, bad, where):
 def test_a_bad_line_of_a_mixture_names_file_and_line(tmp_path):
     from finetune.mixtures.io import read_rows
 
+    def row(user: bytes, assistant: bytes) -> bytes:
+        return (b'{"messages": [{"role": "user", "content": "' + user + b'"}, '
+                b'{"role": "assistant", "content": "' + assistant + b'"}]}\n')
+
     path = tmp_path / "mix.jsonl"
-    path.write_bytes(GOOD + b'{"prompt": "a", "response": "\\ud83d"}\n')
-    with pytest.raises(ValueError, match=r"mix\.jsonl:2: lone surrogate in response"):
+    path.write_bytes(row(b"q", b"a") + row(b"q", b"\\ud83d"))
+    with pytest.raises(ValueError, match=r"mix\.jsonl:2: lone surrogate in messages\[1\]\.content"):
         read_rows(path)
-    path.write_bytes(GOOD * 2 + b'{"prompt": "\x80", "response": "b"}\n')
+    path.write_bytes(row(b"q", b"a") * 2 + row(b"\x80", b"a"))
     with pytest.raises(ValueError, match=r"mix\.jsonl:3: not UTF-8"):
         read_rows(path)
 
