@@ -1,6 +1,9 @@
 """What a run is, as one hash: its resolved method, training settings, seed, data, model and
 training code. Checkpoints are resumed only by the run that wrote them: a changed learning rate,
-mixture, model or code version starts afresh instead of continuing someone else's weights."""
+mixture, model or code version starts afresh instead of continuing someone else's weights. The
+method's `setting_source` (where its setting came from: a grid point, Table 4's winner) is a
+record, not something training reads, so it is left out: a table run that trains the grid's
+winning point is the same run as that point, and reuses it (`reuse_finished_run`)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +13,10 @@ import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from artifacts.atomic import write_json
+from artifacts.atomic import atomic_dir, write_json
 from artifacts.content_hash import cached_sha256
 from artifacts.layout import RunFolder
+from baselines.checks import SETTING_SOURCE
 
 log = logging.getLogger("finetune.train")
 
@@ -56,7 +60,7 @@ def _code_version() -> str:
 
 
 def run_fingerprint(model_path: str, data_path: Path, method: dict, train_cfg: dict, seed: int) -> dict:
-    parts = {"method": method, "train": train_cfg, "seed": seed,
+    parts = {"method": {k: v for k, v in method.items() if k != SETTING_SOURCE}, "train": train_cfg, "seed": seed,
              "data_sha256": cached_sha256(Path(data_path)), "model": _model_identity(model_path),
              "code": _code_version()}
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -93,3 +97,36 @@ def matches(run_dir: Path, fingerprint: dict) -> bool:
         return json.loads(RunFolder(Path(run_dir)).fingerprint.read_text())["sha256"] == fingerprint["sha256"]
     except (OSError, ValueError, KeyError):
         return False
+
+
+def _finished_fingerprint(run_dir: Path) -> str | None:
+    """The fingerprint of a run that finished (summary status ok, artifact saved), else None."""
+    folder = RunFolder(Path(run_dir))
+    try:
+        summary = json.loads(folder.summary.read_text())
+        stored = json.loads(folder.fingerprint.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+    ok = summary.get("status") == "ok" and summary.get("fingerprint") == stored and folder.artifact.is_dir()
+    return stored if ok else None
+
+
+def reuse_finished_run(donors, fingerprint: dict, run_dir: Path) -> dict | None:
+    """When one of `donors` (run folders) finished the very run `fingerprint` describes, copy its
+    artifact and metrics into `run_dir` and return its summary with `reused_from`; else None.
+    The DAG offers a table run the grid's points on its mixture (study.plan.Plan.training_donors):
+    the one it reuses is the winner, trained already."""
+    for donor in map(Path, donors):
+        if donor.resolve() == Path(run_dir).resolve() or _finished_fingerprint(donor) != fingerprint["sha256"]:
+            continue
+        source, folder = RunFolder(donor), RunFolder(Path(run_dir))
+        claim_run_dir(run_dir, fingerprint)
+        with atomic_dir(folder.artifact) as tmp:
+            shutil.copytree(source.artifact, tmp, dirs_exist_ok=True)
+        shutil.copyfile(source.metrics, folder.metrics)
+        summary = {**json.loads(source.summary.read_text()), "reused_from": str(donor)}
+        write_json(folder.summary, summary, indent=2, sort_keys=True)
+        log.info("%s is the same run as %s (fingerprint %s): reused its artifact, not trained again",
+                 run_dir, donor, fingerprint["sha256"][:12])
+        return summary
+    return None

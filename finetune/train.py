@@ -22,6 +22,7 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from baselines.registry import get_builder
 from finetune.chat import IGNORE_INDEX, encode_messages
 from finetune.train_config import resolve_train_cfg
 from finetune.data_parallel import check_data_parallel, train_data_parallel
-from finetune.fingerprint import claim_run_dir, matches, run_fingerprint
+from finetune.fingerprint import claim_run_dir, matches, reuse_finished_run, run_fingerprint
 from finetune.metrics import NonFiniteWeightsError, StepRecorder, read_metrics
 from finetune.mixtures.io import read_rows
 from sft import SftTrainer
@@ -188,12 +189,14 @@ def _training_args(cfg: dict, ctx: BuildContext, out_dir: Path, seed: int,
 
 
 def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_dir: Path,
-          seed: int = 0, callbacks: list | None = None) -> dict | None:
+          seed: int = 0, callbacks: list | None = None, donors: Sequence[Path] = ()) -> dict | None:
     """Train `method` on the mixture at `data_path`; write out_dir/{artifact/, metrics.jsonl,
     train_summary.json}; resume from out_dir/checkpoints/ when a checkpoint exists.
 
-    `callbacks` are extra transformers TrainerCallbacks (monitoring, tests). Returns the summary;
-    None on the other processes of a data-parallel run, which write nothing.
+    `callbacks` are extra transformers TrainerCallbacks (monitoring, tests). `donors` are run
+    folders that may hold this very run, finished (same fingerprint): the first such one is
+    reused instead of training. Returns the summary; None on the other processes of a
+    data-parallel run, which write nothing.
     """
     if method.get("builder") == "untuned":
         raise ValueError(f"method {method.get('name')!r} is an untuned model (builder: untuned): "
@@ -212,6 +215,10 @@ def train(model_path: str, data_path: Path, method: dict, train_cfg: dict, out_d
                                   bf16=bf16, max_grad_norm=cfg["max_grad_norm"])
     ctx, substitutions = substitute_for_cpu(ctx, method, cfg["cpu_substitutes"])
     fingerprint = run_fingerprint(model_path, data_path, method, cfg, seed)
+    if world_size == 1:
+        reused = reuse_finished_run(donors, fingerprint, out_dir)
+        if reused is not None:
+            return reused
     if int(os.environ.get("RANK", "0")) == 0:  # under DDP the others wait for it (below)
         claim_run_dir(out_dir, fingerprint)
     set_seed(seed)
@@ -303,16 +310,20 @@ def read_method(run_dir: Path) -> dict:
 
 
 def train_from_file(model_path: str, data_path: Path, train_cfg: dict, out_dir: Path, seed: int,
-                    gpus: int = 1, stdout=None) -> None:
+                    gpus: int = 1, stdout=None, donors: Sequence[Path] = ()) -> None:
     """Train the method resolved in out_dir/method.json: in this process on one device, or under
-    torchrun on `gpus` GPUs (checked first, so a config error fails before any process starts)."""
+    torchrun on `gpus` GPUs (checked first, so a config error fails before any process starts);
+    or reuse a donor that already finished this run (see `train`)."""
     method = read_method(out_dir)
     if gpus <= 1:
-        train(model_path, data_path, method, train_cfg, out_dir, seed)
+        train(model_path, data_path, method, train_cfg, out_dir, seed, donors=donors)
         return
     cfg = resolve_train_cfg(train_cfg)
     check_data_parallel(method, cfg["grad_accum"], gpus)
-    claim_run_dir(out_dir, run_fingerprint(model_path, data_path, method, cfg, seed))
+    fingerprint = run_fingerprint(model_path, data_path, method, cfg, seed)
+    if reuse_finished_run(donors, fingerprint, out_dir) is not None:
+        return
+    claim_run_dir(out_dir, fingerprint)
     train_data_parallel(gpus, cli_argv(model_path, data_path, RunFolder(Path(out_dir)).method,
                                        train_cfg, out_dir, seed), stdout=stdout)
 

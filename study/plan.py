@@ -415,13 +415,23 @@ class Plan:
         """Whether a run trains with the grid's best setting (Table 4): a table run (tag
         "default") of a trained method that the grid searches on this model, unless
         `study.grid.apply_winners` is false. A grid point never does (it is what the winner is
-        picked from), so the DAG has no cycle. A table run on the grid's mixture with the
-        winning setting repeats that point's training: the DAG is fixed before the winner is
-        known, so it cannot name the point's folder instead."""
+        picked from), so the DAG has no cycle. A table run on the grid's mixture is the winning
+        point's run again: it reuses that point's training (training_donors)."""
         grid = self.study["grid"]
         return (grid.get("apply_winners", True) and run.hp == DEFAULT_HP
                 and run.model in grid["models"] and run.method in self.searched_methods()
                 and self.is_trained(run))
+
+    def training_donors(self, run: Run) -> list[str]:
+        """Run folders that may already hold `run`'s training: for a table run that takes the
+        grid's winner on the grid's mixture, the grid's points of its (model, method, seed).
+        The DAG is fixed before the winner is known, so it offers them all; training reuses the
+        one whose fingerprint is its own (finetune.fingerprint.reuse_finished_run), which Table
+        4 (this run's input) guarantees has finished."""
+        if not self.takes_grid_winner(run) or run.mixture != self.study["grid"]["mixture"]:
+            return []
+        return [str(self.layout.run_dir(Run(run.model, run.mixture, run.method, hp, run.seed)))
+                for hp in self.grid_points(run.method)]
 
     def method_inputs(self, run: Run) -> list[str]:
         """What resolving a run's method reads: Table 4 where it takes the grid's winner."""

@@ -46,6 +46,36 @@ def test_same_seed_same_weights_other_seed_differs(tiny_model_dir, mixture_path,
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
+def test_a_finished_run_with_the_same_fingerprint_is_reused_not_trained_again(
+        tiny_model_dir, mixture_path, tmp_path, monkeypatch):
+    """A table run training the grid's winning point is that point's run: its setting_source
+    differs (a record), nothing training reads does, so it copies the point's artifact."""
+    import finetune.train as train_module
+
+    cfg = {**CFG, "max_steps": 2}
+    point = {**resolve_method("lora"), "setting_source": {"summary": "grid point lr=0.0002"}}
+    train(tiny_model_dir, mixture_path, point, cfg, tmp_path / "point", seed=0)
+    other_lr = {**point, "lr": point["lr"] * 2}
+    train(tiny_model_dir, mixture_path, other_lr, cfg, tmp_path / "other", seed=0)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("reused run must not build a model")
+
+    monkeypatch.setattr(train_module, "get_builder", no_training)
+    winner = {**point, "setting_source": {"summary": "lr 0.0002 (grid)"}}
+    summary = train(tiny_model_dir, mixture_path, winner, cfg, tmp_path / "table", seed=0,
+                    donors=[tmp_path / "other", tmp_path / "point"])
+    assert summary["reused_from"] == str(tmp_path / "point") and summary["steps"] == 2
+    saved = json.loads((tmp_path / "table" / "train_summary.json").read_text())
+    assert saved == summary and read_method(tmp_path / "table") == winner
+    weights = load_file(tmp_path / "table" / "artifact" / "adapter_model.safetensors")
+    expected = load_file(tmp_path / "point" / "artifact" / "adapter_model.safetensors")
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    assert (tmp_path / "table" / "metrics.jsonl").read_text() == (tmp_path / "point" / "metrics.jsonl").read_text()
+    with pytest.raises(AssertionError, match="must not build"):  # another seed is another run
+        train(tiny_model_dir, mixture_path, winner, cfg, tmp_path / "seed1", seed=1, donors=[tmp_path / "point"])
+
+
 def test_non_finite_loss_stops_and_names_the_step(tiny_model_dir, mixture_path, tmp_path):
     method = resolve_method("full", {"lr": 1e30})
     cfg = {**CFG, "warmup_ratio": 0.0, "max_grad_norm": 0.0}

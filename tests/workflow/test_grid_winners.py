@@ -64,6 +64,20 @@ def test_the_winner_goes_on_top_of_method_overrides_as_its_grid_point_trained(tm
     assert point["setting_source"]["summary"] == "grid point lr=0.001,r=16"
 
 
+def test_a_table_run_on_the_grid_mixture_is_offered_the_grid_points_to_reuse(tmp_path):
+    plan = Plan(embedded_config(tmp_path))
+    grid_mixture = plan.study["grid"]["mixture"]
+    donors = plan.training_donors(Run("smollm2-135m", grid_mixture, "sft-ag", seed=1))
+    assert donors == [str(plan.layout.run_dir(Run("smollm2-135m", grid_mixture, "sft-ag", hp, 1)))
+                      for hp in plan.grid_points("sft-ag")] and donors
+    other = next(role for role in plan.study["mixtures"] if role != grid_mixture)
+    assert plan.training_donors(Run("smollm2-135m", other, "sft-ag")) == []  # other data
+    assert plan.training_donors(Run("smollm2-135m", grid_mixture, "ia3")) == []  # not searched
+    assert plan.training_donors(Run("smollm2-135m", grid_mixture, "sft-ag", plan.grid_points("sft-ag")[0])) == []
+    assert Plan(embedded_config(tmp_path, apply_winners=False)).training_donors(
+        Run("smollm2-135m", grid_mixture, "sft-ag")) == []
+
+
 def test_an_uncovered_method_keeps_its_defaults_and_says_so(tmp_path):
     plan = Plan(embedded_config(tmp_path))
     for method, summary in [("ia3", "method defaults (no grid)"),

@@ -36,6 +36,8 @@ rule train:
     params:
         model=lambda w: PLAN.model_path(w.model),
         train_cfg=config["train"],
+        # the grid's points on this run's mixture: a table run reuses the winner's training
+        donors=lambda w: PLAN.training_donors(run_of(w)),
     log:
         f"{RESULTS}/logs/train/{RUN.key}.log",
     benchmark:

@@ -15,4 +15,4 @@ to_rule_log(sm.log[0])
 out = Path(sm.output[0])
 record_failures(out, lambda: train_from_file(sm.params.model, Path(sm.input.data), sm.params.train_cfg,
                                              out.parent, int(sm.wildcards.seed), int(sm.resources.gpu),
-                                             stdout=sys.stdout))
+                                             stdout=sys.stdout, donors=[Path(d) for d in sm.params.donors]))
