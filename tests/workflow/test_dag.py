@@ -34,6 +34,13 @@ def test_embedded_default_dry_run():
     assert counts["method_table"] == 1
 
 
+def test_three_seeds_file_trains_every_cell_and_grid_point_three_times():
+    one = job_counts(dry_run("results/table1.csv").stdout)
+    proc = dry_run("--configfile=config/three-seeds.yaml", "results/table1.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert job_counts(proc.stdout)["train"] == 3 * one["train"]
+
+
 def dry_run_jobs(*args) -> dict[str, list[dict]]:
     """Each job of a (non-quiet) dry run, by rule: its fields (input, output, wildcards, ...)."""
     proc = subprocess.run([*SNAKEMAKE, "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
