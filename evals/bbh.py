@@ -45,7 +45,6 @@ Normalised item schema: {"id", "task", "input", "target"}.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
