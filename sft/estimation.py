@@ -10,7 +10,9 @@ Two defects of the reference implementation are avoided here:
 - statistics are fp32 and the step counter a Python int, whatever the model dtype;
 - micro-batch gradients are summed into a per-optimizer-step gradient before the sum and the
   sum of squares are updated, so with gradient accumulation the moments are at full-step scale
-  (the scale Adam sees), not shrunk by 1/accumulation.
+  (the scale Adam sees), not shrunk by 1/accumulation. That step gradient exists only from a
+  step's first backward to its optimizer step: at the start of a step's first backward (the
+  peak without accumulation) a candidate holds 12 bytes (index, sum, sum of squares), not 16.
 Under ``torch.distributed`` the dense gradient used to pick candidates and each step's
 candidate gradient are averaged over ranks, so every rank selects identically.
 """
@@ -46,7 +48,6 @@ class CandidateEstimator:
         estimator = cls(candidates.numel(), shape, candidates.dtype)
         estimator.candidates = candidates
         estimator.plan = make_plan(candidates, shape)
-        estimator._step_grad = torch.zeros_like(grad_sum, dtype=torch.float32)
         estimator.grad_sum = grad_sum.float()
         estimator.grad_sq_sum = grad_sq_sum.float()
         estimator.num_steps = num_steps
@@ -80,7 +81,10 @@ class CandidateEstimator:
     @torch.no_grad()
     def observe(self, candidate_grad: Tensor) -> None:
         """Add one micro-batch's gradient at the candidates (from the sparse kernel)."""
-        self._step_grad.add_(candidate_grad.float())
+        if self._step_grad is None:  # the step's first micro-batch
+            self._step_grad = candidate_grad.to(torch.float32, copy=True)
+        else:
+            self._step_grad.add_(candidate_grad.float())
         self._observed_this_step = True
 
     @torch.no_grad()
@@ -102,7 +106,7 @@ class CandidateEstimator:
         self.grad_sum.add_(step_grad)
         self.grad_sq_sum.addcmul_(step_grad, step_grad)
         self.num_steps += 1
-        step_grad.zero_()
+        self._step_grad = None
         self._observed_this_step = False
 
     @torch.no_grad()
@@ -112,11 +116,10 @@ class CandidateEstimator:
         if not self._observed_this_step:
             return
         self._observed_this_step = False
+        self._step_grad = None
         if self.num_steps == 0:
-            self.candidates = self.plan = self._step_grad = None
+            self.candidates = self.plan = None
             self.grad_sum = self.grad_sq_sum = None
-        else:
-            self._step_grad.zero_()
 
     def moments(self) -> tuple[Tensor, Tensor]:
         """Per-candidate mean gradient and mean squared gradient over the phase's steps."""

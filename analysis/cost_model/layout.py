@@ -72,7 +72,10 @@ LAYOUTS = {
         adamw=4 + 4,                        # exp_avg, exp_avg_sq fp32 (the age is ``age``)
         sm3=0,
         plan_sddmm=0, plan_dense=0, plan_row=0,  # no per-entry plan at rest: indices stay sorted
-        candidate=4 + 4 + 4 + 4,            # int32 candidates, grad_sum, grad_sq_sum, step gradient
+        # int32 candidates, grad_sum, grad_sq_sum; the step's gradient lives from a step's
+        # first backward to its optimizer step only, so one micro-batch a step (the model's
+        # setup) never holds it at the start of the backward
+        candidate=4 + 4 + 4,
         candidate_plan=0,
         pick_fp32_copy=False, pick_abs_fp32=False,  # one dense dW of one layer at a time
         # The layer's own kernels are assumed unchanged (the change is in what it keeps and

@@ -90,9 +90,10 @@ def test_spiel_state_and_estimation_per_layout():
     rows = 2 * sum(8 * (o + 1) for _, _, o, _ in active)
     k = 2 * sum(k for *_, k in active)
     largest = 16 * 8
-    # compact: int32 index + int32 age at rest, 16 bytes per candidate, one dense dW and |dW| in bf16
+    # compact: int32 index + int32 age at rest, 12 bytes per candidate at the start of the
+    # backward (no step gradient yet), one dense dW and |dW| in bf16
     state, estimation, dense = mem.spiel_bytes(SHAPE, m("sft-ag"), CUDA, layout("compact"))
-    assert (state, estimation, dense) == (8 * k, 16 * k, largest * (2 + 2))
+    assert (state, estimation, dense) == (8 * k, 12 * k, largest * (2 + 2))
     assert mem.spiel_bytes(SHAPE, m("sft-ma"), CUDA, layout("compact")) == (8 * k, 0, 0)
     # plans, SDDMM path: + CSR int64 columns, placeholder values, int64 order, int64 row pointers
     state, estimation, dense = mem.spiel_bytes(SHAPE, m("sft-ag"), CUDA, layout("plans"), "sddmm")

@@ -82,6 +82,29 @@ def test_estimation_dense_first_then_sparse_candidates():
     assert mean.dtype == torch.float32 and layer.estimator.num_steps == 1
 
 
+def test_the_step_gradient_lives_only_within_a_step():
+    """Between optimizer steps (where the next backward starts: the peak without gradient
+    accumulation) a candidate holds its int32 index, sum and sum of squares: 12 bytes."""
+    layer = _layer(d_out=20, d_in=10, n=15)
+    layer.estimator = estimator = CandidateEstimator(15, layer.shape, layer.indices.dtype)
+    grads = []
+    for step in range(3):
+        for _ in range(2):  # two micro-batches a step
+            x = torch.randn(6, 10)
+            out = layer(x)
+            g = torch.randn_like(out)
+            out.backward(g)
+            grads.append((g.t() @ x).reshape(-1))
+            assert estimator.state_bytes() == 15 * 16
+        estimator.end_step()
+        assert estimator.state_bytes() == 15 * 12
+    cand = estimator.candidates.long()
+    steps = [(grads[2 * i] + grads[2 * i + 1])[cand] for i in range(3)]
+    mean, mean_sq = estimator.moments()
+    torch.testing.assert_close(mean, sum(steps) / 3)
+    torch.testing.assert_close(mean_sq, sum(s * s for s in steps) / 3)
+
+
 def test_bf16_model_statistics_stay_fp32():
     layer = _layer(dtype=torch.bfloat16)
     layer.values.data = layer.values.data.to(torch.bfloat16)
