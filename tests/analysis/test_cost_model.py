@@ -203,13 +203,13 @@ def test_the_validation_errors_are_the_ones_docs_benchmarks_states():
         ("Llama-2-7b", "lora", False): (-20, -20), ("Llama-2-7b", "lora", True): (-6, -6),
         ("Llama-2-13b", "lora", False): (-18, -18), ("Llama-2-13b", "lora", True): (0, 0),
         ("Llama-2-7b", "sft-ag", False): (-9, -9), ("Llama-2-7b", "sft-ag", True): (5, 5),
-        ("Llama-2-13b", "sft-ag", False): (-5, -5), ("Llama-2-13b", "sft-ag", True): (3, 6),
+        ("Llama-2-13b", "sft-ag", False): (-7, -5), ("Llama-2-13b", "sft-ag", True): (0, 6),
         ("Llama-2-7b", "sft-ma", False): (-10, -10), ("Llama-2-7b", "sft-ma", True): (0, 0),
         ("Llama-2-13b", "sft-ma", False): (-8, -10), ("Llama-2-13b", "sft-ma", True): (0, -3),
         ("Llama-2-7b", "qlora", False): (-13, -13), ("Llama-2-7b", "qlora", True): (0, 0),
         ("Llama-2-13b", "qlora", False): (-11, -11), ("Llama-2-13b", "qlora", True): (8, 8),
         ("Llama-2-7b", "qsft-ag", False): (-19, -15), ("Llama-2-7b", "qsft-ag", True): (-15, -8),
-        ("Llama-2-13b", "qsft-ag", False): (-15, -15), ("Llama-2-13b", "qsft-ag", True): (-5, 0),
+        ("Llama-2-13b", "qsft-ag", False): (-18, -15), ("Llama-2-13b", "qsft-ag", True): (-11, 0),
         ("Llama-2-7b", "qsft-ma", False): (-18, -23), ("Llama-2-7b", "qsft-ma", True): (-20, -30),
         ("Llama-2-13b", "qsft-ma", False): (-20, -23), ("Llama-2-13b", "qsft-ma", True): (-14, -21),
     }
@@ -218,7 +218,7 @@ def test_the_validation_errors_are_the_ones_docs_benchmarks_states():
     for r in table.itertuples():
         ours, theirs = stated[(r.model, r.method_id, r.activation_checkpointing)]
         assert round(100 * r.error) == ours and round(100 * r.paper_code_error) == theirs, r
-    assert (table["error"].abs() <= validate.GOAL).sum() == 17  # the count docs/benchmarks.md claims
+    assert (table["error"].abs() <= validate.GOAL).sum() == 16  # the count docs/benchmarks.md claims
     cpu = validate.cpu()
     assert len(cpu) == 12 and (cpu["memory_error"] < 0).all()  # RSS residue the model leaves out
     assert (cpu["time_error"].abs() <= 0.27).all()
