@@ -332,10 +332,22 @@ class Plan:
             pairs += [p for p in self.planned_columns(table) if p not in pairs]
         return pairs
 
-    def evaluations_for(self, mixture: str, hp: str = DEFAULT_HP) -> tuple[list[str], list[str]]:
-        """(benchmarks, held-out roles) a run is evaluated on. A tuned run: its mixture's table
-        columns; an untuned model (mixture "none"): every column; a grid point: its dev score."""
-        pairs = self.table_columns()
+    def method_columns(self, method: str) -> list[tuple[str, str]]:
+        """(mixture role, benchmark) pairs of the tables that list `method`: a method of Table 1
+        alone is not scored on Table 2's columns (its Flan-style held-out loss, ~80 s a run at
+        512 examples on 2 cores). A method no table lists gets every column."""
+        pairs = []
+        for table in TABLES:
+            if method in self.table_methods(table):
+                pairs += [p for p in self.planned_columns(table) if p not in pairs]
+        return pairs or self.table_columns()
+
+    def evaluations_for(self, mixture: str, hp: str = DEFAULT_HP,
+                        method: str | None = None) -> tuple[list[str], list[str]]:
+        """(benchmarks, held-out roles) a run is evaluated on. A tuned run: its mixture's
+        columns in the tables that list its method (every table's without `method`); an
+        untuned model (mixture "none"): all those columns; a grid point: its dev score."""
+        pairs = self.method_columns(method) if method else self.table_columns()
         if hp != DEFAULT_HP:
             pairs = [(mixture, self.study["grid"]["score"])]
         elif mixture != NO_MIXTURE:
@@ -370,15 +382,15 @@ class Plan:
 
         return {subset_key(bench): cfg["bpb_items"]}
 
-    def eval_data(self, mixture: str, hp: str) -> dict[str, str]:
+    def eval_data(self, mixture: str, hp: str, method: str | None = None) -> dict[str, str]:
         """Each evaluation of a run (benchmark or "<bench>_bpb") -> the items file it reads."""
-        return {b: self.bench_data(b, hp) for b in self.evaluations_for(mixture, hp)[0]}
+        return {b: self.bench_data(b, hp) for b in self.evaluations_for(mixture, hp, method)[0]}
 
-    def eval_settings(self, mixture: str, hp: str) -> dict[str, dict]:
+    def eval_settings(self, mixture: str, hp: str, method: str | None = None) -> dict[str, dict]:
         """Each evaluation's config for a run: its benchmark's, with the split it is scored on."""
         return {b: (self.bench_config(b.removesuffix("_bpb")) if b in ANSWER_LIKELIHOODS
                     else self.bench_config(b, self.eval_split(hp)))
-                for b in self.evaluations_for(mixture, hp)[0]}
+                for b in self.evaluations_for(mixture, hp, method)[0]}
 
     def sft_runs(self) -> list[str]:
         """Training summaries of every SpIEL run of Tables 1 and 2 (Figure 3's parameter ages)."""

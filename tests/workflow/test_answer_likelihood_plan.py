@@ -24,6 +24,18 @@ def test_a_bpb_column_is_an_evaluation_of_its_mixtures_runs_and_of_the_untuned_m
     assert p.evaluations_for("flan", "lr=0.001,r=4") == ([], ["flan"])  # the grid: its dev score
 
 
+def test_a_run_is_scored_on_the_columns_of_its_own_tables():
+    """Table 2 asks the Flan-style held-out loss; Table 1's methods are not scored on it."""
+    p = plan()
+    assert ("flan", "heldout_loss") in p.planned_columns("table2")
+    assert ("flan", "heldout_loss") not in p.planned_columns("table1")
+    assert p.evaluations_for("flan", method="lora") == (["mmlu", "tydiqa", "mmlu_bpb"], [])
+    assert p.evaluations_for("flan", method="qlora")[1] == ["flan"]
+    assert p.evaluations_for("none", method="original")[1] == ["mix"]
+    assert p.evaluations_for("none", method="original-4bit")[1] == ["flan"]
+    assert p.evaluations_for("flan", "lr=0.001,r=4", "lora") == ([], ["flan"])
+
+
 def test_bpb_items_prepare_their_own_file_else_the_accuracy_items_are_read():
     p = plan(gsm={"source": "packaged", "n_items": 5, "bpb_items": 100},
              bbh={"source": "packaged", "n_per_task": 1, "bpb_items": 10},
