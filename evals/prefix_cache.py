@@ -12,7 +12,9 @@ remaining tokens on a copy of its key/value cache (transformers' DynamicCache):
   repeated over the batch and the suffixes right-padded under an attention mask;
 - greedy generation (`generate_until`): HFLM's batches, each row laid out as prefix, padding,
   its own tokens (the padding masked, so positions count as without it) on the prefix cache
-  repeated over the batch; `model.generate` runs only the tokens the cache does not cover.
+  repeated over the batch; `model.generate` runs only the tokens the cache does not cover;
+- a log-likelihood request asked again (MMLU's gold letter, by its accuracy and then by
+  "mmlu_bpb") is answered from the first time, for as long as the loaded model lives.
 
 What is not cached runs HFLM's own path unchanged: requests that share fewer than
 MIN_SHARED_TOKENS tokens with another, sampled generation (one row at a time would draw other
@@ -86,6 +88,7 @@ class PrefixCachedHFLM(HFLM):
     def __init__(self, *args, **kwargs):
         self._prefixes: dict[int, set[tuple[int, ...]]] = {}
         self._live: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._answers: dict[tuple, tuple[float, bool]] = {}  # (max_length, ctx, cont) -> answer
         super().__init__(*args, **kwargs)
 
     # --- shared pieces -------------------------------------------------------------------
@@ -111,8 +114,23 @@ class PrefixCachedHFLM(HFLM):
 
     # --- log-likelihoods -----------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        """Also answers each distinct request once for this model: MMLU's accuracy and its
+        answer likelihood ask for the same gold-letter requests. (lm-eval's CachingLM keeps
+        answers in a file keyed by the request alone, not the model: a file left behind would
+        answer for another model, so the memo lives with the loaded model instead.)"""
         if not self._cached() or not requests:
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        keys = [(self.max_length, tuple(ctx), tuple(cont)) for _, ctx, cont in requests]
+        new = {}
+        for request, key in zip(requests, keys):
+            if key not in self._answers:
+                new.setdefault(key, request)
+        if new:
+            answers = self._score_with_prefixes(list(new.values()), disable_tqdm, override_bs)
+            self._answers.update(zip(new, answers))
+        return [self._answers[key] for key in keys]
+
+    def _score_with_prefixes(self, requests, disable_tqdm: bool, override_bs):
         # the input HFLM builds for each request, and the positions that score its continuation
         inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in requests]
         distinct = list(dict.fromkeys(map(tuple, inputs)))

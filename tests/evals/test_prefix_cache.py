@@ -83,6 +83,26 @@ def test_loglikelihoods_equal_the_uncached_path_item_by_item(lm):
     assert tokens[True] < 0.6 * tokens[False]  # each few-shot prefix went through once
 
 
+def test_a_request_asked_again_is_answered_from_the_first_time(lm):
+    """MMLU's accuracy asks every letter, its answer likelihood the gold one again: the second
+    call runs only the prompts it has not seen, and answers as a fresh model would."""
+    contexts = _contexts()
+    first = [Instance("loglikelihood", {}, (c, cont), i)
+             for i, (c, cont) in enumerate((c, cont) for c in contexts[:4] for cont in (" 14", " 22"))]
+    again = [Instance("loglikelihood", {}, (c, " 22"), i) for i, c in enumerate(contexts[:4] + contexts[-1:])]
+    lm.loglikelihood(first, disable_tqdm=True)
+    counter = _TokenCounter(lm.model)
+    try:
+        answers = lm.loglikelihood(again, disable_tqdm=True)
+    finally:
+        counter.handle.remove()
+    assert counter.n == len(lm.tok_encode(contexts[-1] + " 22")) - 1  # the one new prompt only
+    lm.use_prefix_cache = False
+    fresh = lm.loglikelihood(again, disable_tqdm=True)
+    assert [lp for lp, _ in answers] == pytest.approx([lp for lp, _ in fresh], abs=1e-4, rel=1e-5)
+    assert [g for _, g in answers] == [g for _, g in fresh]
+
+
 def test_a_prompt_cut_from_the_left_is_scored_as_lm_eval_cuts_it(lm):
     lm._max_length = 40  # every context is longer: lm-eval keeps the last 41 tokens
     requests = [Instance("loglikelihood", {}, (c, " The answer is 22."), i)

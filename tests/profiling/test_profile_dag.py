@@ -17,4 +17,4 @@ def test_table3_dry_run_plans_every_method_and_floor_with_and_without_checkpoint
     assert counts["profile_measure"] == 8
     assert counts["table3"] == 1
     rules = (ROOT / "workflow/rules/profile.smk").read_text()
-    assert "heavy=1" in rules and "benchmark:" in rules and "log:" in rules
+    assert "heavy=2" in rules and "benchmark:" in rules and "log:" in rules

@@ -1,8 +1,8 @@
-# Evaluation: one process per model evaluates every benchmark its mixture's column needs in the
-# tables that list its method (import
-# and model load cost seconds). An untuned model (builder "untuned": original, original-4bit)
-# is the run "<model>/none/<method>/default/seed0", with a method file and no training; so is a
-# released model that a method file evaluates instead of training (the paper's Tulu v2 FullFT).
+# Evaluation: one process per model evaluates every benchmark its mixture's columns need in the
+# tables that list its method (import and model load cost seconds). An untuned model (builder
+# "untuned": original, original-4bit) is the run "<model>/none/<method>/default/seed0", with a
+# method file and no training; so is a released model that a method file evaluates instead of
+# training (the paper's Tulu v2 FullFT).
 
 
 def eval_inputs(wildcards):

@@ -1,6 +1,7 @@
 # Table 3: memory and time per method, measured the paper's way (finetune.profiling).
-# One job per (model, method, activation checkpointing); each job measures in fresh processes
-# and is `heavy`, so the default profile (heavy=1) never runs two measurements at once.
+# One job per (model, method, activation checkpointing); each job measures in fresh processes and
+# holds every unit of `heavy` (2 in the default profile), so it runs alone: nothing else
+# shares the machine while it is timed.
 #
 # Config (all optional, `profile:` section): models (default: study.models), methods (default
 # lora, sft-ag, sft-ma; each method file names the frozen floor it is compared with, which is
@@ -33,7 +34,7 @@ rule profile_measure:
         mem_mb=lambda w, attempt: PROFILE["resources"]["mem_mb"] * attempt,
         runtime=lambda w, attempt: PROFILE["resources"]["runtime"] * attempt,
         gpu=PROFILE["resources"]["gpu"],
-        heavy=1,
+        heavy=2,
     script:
         "../scripts/profile_measure.py"
 
