@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from .base_weights import dense_weight, is_4bit
 from .estimation import CandidateEstimator
 from .kernels import DeltaGradPlan, delta_grad, delta_grads, plan_for
+from .rebuild import InputRebuilder, input_rebuilder
 from .targets import weight_shape
 
 
@@ -66,12 +67,20 @@ class _SparseDeltaLinear(torch.autograd.Function):
         ctx.layer = layer
         ctx.plan = layer.delta_grad_plan(x.dtype, x.numel() // max(1, x.shape[-1]))
         ctx.estimator = layer.estimator
-        ctx.save_for_backward(x, values, indices)
+        ctx.rebuild_x = layer.input_rebuilder(x)
+        if ctx.rebuild_x is None:
+            ctx.save_for_backward(x, values, indices)
+        else:  # x is rebuilt in the backward from what its producers saved (sft.rebuild)
+            ctx.save_for_backward(values, indices)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, values, indices = ctx.saved_tensors
+        if ctx.rebuild_x is None:
+            x, values, indices = ctx.saved_tensors
+        else:
+            values, indices = ctx.saved_tensors
+            x = ctx.rebuild_x()
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
             with ctx.layer.delta_applied(grad_out.dtype, values, indices) as weight:
@@ -129,6 +138,7 @@ class SftLinear(nn.Module):
         self._link_values()
         self.estimator: CandidateEstimator | None = None
         self._plan: DeltaGradPlan | None = None
+        self._rebuild_checked: dict[tuple, bool] = {}
         self.sort_entries()  # files written before indices were kept sorted may hold any order
 
     @torch.no_grad()
@@ -179,6 +189,19 @@ class SftLinear(nn.Module):
         builds it)."""
         self._plan = plan_for(self.indices, self.shape, self._plan, dtype=dtype, tokens=tokens)
         return self._plan
+
+    def input_rebuilder(self, x: Tensor) -> InputRebuilder | None:
+        """How the backward gets ``x`` back without saving it (``sft.rebuild``), or None to
+        save it. A rebuild is compared with ``x`` bit for bit the first time this layer sees
+        its producer graph (one host sync per layer and graph, not per step)."""
+        rebuilder = input_rebuilder(x)
+        if rebuilder is None:
+            return None
+        trusted = self._rebuild_checked.get(rebuilder.signature)
+        if trusted is None:
+            trusted = torch.equal(rebuilder.replay(), x)
+            self._rebuild_checked[rebuilder.signature] = trusted
+        return rebuilder if trusted else None
 
     @property
     def delta_grad_method(self) -> str | None:

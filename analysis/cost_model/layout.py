@@ -12,7 +12,8 @@ Three layouts are priced:
 - ``"compact"`` (the default): issue 21's layout. No per-entry plan at rest (indices stay
   sorted, the dense path gathers at the int32 indices), one int32 age per entry, SFT-AG's
   estimation statistics without a candidate plan, multi-tensor (foreach) optimizer kernels
-  over all SFT layers, the reselection batched over matrices of one shape.
+  over all SFT layers, the reselection batched over matrices of one shape, and no saved copy
+  of the layers' inputs (``sft.rebuild`` recomputes them in the backward).
 - ``"paper"``: the paper's own code, for the comparison with its Table 3.
 
 Every byte count is per tuned entry (the values themselves, fp32 or bf16, are counted as the
@@ -46,6 +47,7 @@ class SpielLayout:
     optimizer_ops_per_step: int   # kernels the optimizer launches per step whatever the layer count
     reselection_unit: str   # "matrix": one host-synced pass per matrix; "shape": per distinct shape
     in_place_delta: bool = True  # W + Delta patched into a plain W of the compute dtype (no copy)
+    rebuilds_inputs: bool = False  # the backward rebuilds each layer's input (sft.rebuild), not saved
 
 
 LAYOUTS = {
@@ -83,7 +85,10 @@ LAYOUTS = {
         # step over every SFT layer.
         forward_ops=7, backward_ops=11, adamw_ops_per_layer=0, sm3_ops_per_layer=0,
         optimizer_ops_per_step=12,
-        reselection_unit="shape"),
+        reselection_unit="shape",
+        # The layer's input is rebuilt in the backward from what its producers saved (RMSNorm's
+        # fp32 input and 1/rms, SwiGLU's SiLU(gate) and up), once per block input.
+        rebuilds_inputs=True),
 }
 # The paper's implementation (AlanAnsell/peft, its Appendix B): the delta gradient gathered
 # from a dense dW beside a W + Delta copy, no kernel plan, the age kept in the optimizer state.

@@ -15,8 +15,13 @@ Llama (fp32, CPU): per token and block the frozen floor saves 6h + 3f + a floats
 - RMSNorm saves its fp32 input (4h) and 1/rms (4 bytes); SDPA's flash kernels save q, k, v,
   the output (c each) and a log-sum-exp per head (4a); the SwiGLU MLP saves gate, SiLU(gate)
   and up (3f, at the stream's width);
-- SpIEL's linear (sft.layer._SparseDeltaLinear) saves its input: the qkv input (h), the gate/up
-  input (h), the down input (f); o_proj's input is the attention output, already saved;
+- SpIEL's linear (sft.layer._SparseDeltaLinear) saved its input before ``sft.rebuild``: the qkv
+  input (h), the gate/up input (h), the down input (f); o_proj's input is the attention
+  output, already saved. Since (layout ``rebuilds_inputs``) it rebuilds them in the backward
+  from RMSNorm's and SwiGLU's saved tensors and saves nothing beyond the floor (the first
+  block's qkv input, made from frozen embeddings, is still saved: h values per token once
+  per model, left out), except under non-reentrant checkpointing, whose hooks own what is
+  saved;
 - peft LoRA casts x to the fp32 adapter dtype, drops out (CUDA's fused dropout keeps a 1-byte
   mask, CPU's keeps the fp32 noise), and lora_A keeps its input (c, autocast's bf16 copy) and
   lora_B lora_A's output (r x c);
@@ -94,28 +99,33 @@ def _stream_bytes(method: Method, setup: Setup) -> int:
     return 4 if method.quantized and method.family == "lora" else setup.compute_bytes
 
 
-def block_activation_bytes(shape: ModelShape, method: Method, setup: Setup) -> float:
+def block_activation_bytes(shape: ModelShape, method: Method, setup: Setup,
+                           spiel: SpielLayout | None = None) -> float:
     """Bytes one block saves for the backward, per token (module docstring for the facts):
-    floor 2(4h + 4) + c(q + 2kv + q) + 4a + 3f s, plus SpIEL s(2h + f), or LoRA per matrix
-    d_in (mask + c) + r c; s is the stream's width."""
+    floor 2(4h + 4) + c(q + 2kv + q) + 4a + 3f s, plus SpIEL s(2h + f) unless its layout
+    rebuilds the inputs, or LoRA per matrix d_in (mask + c) + r c; s is the stream's width."""
     c, s = setup.compute_bytes, _stream_bytes(method, setup)
     h, f = shape.hidden, shape.intermediate
     q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     floor = 2 * (4 * h + 4) + c * (2 * q + 2 * kv) + 4 * shape.heads + 3 * f * s
     if method.family == "sft":
-        return floor + s * (2 * h + f)
+        # Non-reentrant checkpointing (finetune's, measure's) owns what is saved through its
+        # hooks, and sft.rebuild stands down under them: the recomputed block saves the inputs.
+        rebuilt = (spiel or get_layout(DEFAULT_LAYOUT)).rebuilds_inputs and not setup.activation_checkpointing
+        return floor + (0 if rebuilt else s * (2 * h + f))
     if method.family == "lora":
         mask = 0 if method.lora_dropout == 0 else (1 if setup.device == "cuda" else 4)
         return floor + sum(d_in * (mask + c) + method.rank * c for _, d_in, _ in shape.block_linears())
     return floor
 
 
-def activation_bytes(shape: ModelShape, method: Method, setup: Setup) -> tuple[float, float]:
+def activation_bytes(shape: ModelShape, method: Method, setup: Setup,
+                     spiel: SpielLayout | None = None) -> tuple[float, float]:
     """(saved at the start of the backward, one block recomputed during it). Without
     checkpointing every block's ``block_activation_bytes``; with it only each block's input
     (s h) and one block at a time recomputed. Plus the final norm (4h + 4) and the fp32
     log-softmax (4V)."""
-    per_block = block_activation_bytes(shape, method, setup)
+    per_block = block_activation_bytes(shape, method, setup, spiel)
     head = 4 * shape.hidden + 4 + 4 * shape.vocab
     if setup.activation_checkpointing:
         kept = shape.layers * _stream_bytes(method, setup) * shape.hidden
@@ -208,7 +218,7 @@ def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | S
     if paged_optimizer:
         opt = opt_tmp = 0.0
     state, estimation, dense_tmp = spiel_bytes(shape, method, setup, spiel_layout, delta_grad)
-    saved, recompute = activation_bytes(shape, method, setup)
+    saved, recompute = activation_bytes(shape, method, setup, spiel_layout)
     loss_tmp = 8 * shape.vocab * setup.tokens
     matrix_tmp = max(matrix_transient(shape, method, setup, spiel_layout, delta_grad), dense_tmp)
     persistent = weights + params + opt + state + estimation

@@ -127,6 +127,17 @@ def _sddmm_madds(device: Device, d_in: int, d_out: int, k: int) -> float:
     return device.sddmm_transpose * (d_in + d_out) + device.sddmm_dot * k
 
 
+def _rebuild_cost(shape: ModelShape, setup: Setup) -> tuple[float, int]:
+    """(bytes per token, kernels) per block for rebuilding the SFT layers' inputs in the
+    backward (sft.rebuild): twice RMSNorm's output, fp32 h x 1/rms (read 4h, write 4h), the
+    cast to the compute dtype where it is not fp32 (read 4h, write c h) and x the norm's weight
+    (read and write c h); once SiLU(gate) x up (read 2 c f, write c f)."""
+    c, h, f = setup.compute_bytes, shape.hidden, shape.intermediate
+    cast = c != 4
+    norm = 8 * h + (4 + c) * h * cast + 2 * c * h
+    return 2 * norm + 3 * c * f, 2 * (2 + cast) + 1
+
+
 def dispatcher_path(shape: ModelShape, method: Method, device: Device) -> str:
     """The delta-gradient path sft.kernels' dispatcher picks, as one word for the memory terms:
     "dense" on a dense profile; on an SDDMM profile the path of the matrix with the most tuned
@@ -205,6 +216,10 @@ def step_cost(shape: ModelShape, method: Method, setup: Setup, device: Device,
         optimizer = spiel.adamw_ops_per_layer if method.selection == "ag" else spiel.sm3_ops_per_layer
         ops = (matrices * (forwards * spiel.forward_ops + spiel.backward_ops + optimizer)
                + spiel.optimizer_ops_per_step)
+        if spiel.rebuilds_inputs and not ckpt:  # it stands down under checkpointing's hooks
+            rebuild_bytes, rebuild_ops = _rebuild_cost(shape, setup)
+            ewise += T * L * rebuild_bytes
+            ops += L * rebuild_ops
     host = ops * device.op_s
     seconds = flops / device.flops + ewise / device.bandwidth + draws * device.rng_s + host
     reselect = reselection_seconds(shape, method, device, spiel)

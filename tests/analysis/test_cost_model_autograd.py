@@ -1,6 +1,10 @@
 """The cost model's activation inventory against what autograd really saves: a tiny Llama on
 CPU (fp32), each tensor saved for the backward counted once by its storage (weights excluded),
-per block (the difference between 4 and 2 blocks removes the embedding and the loss head)."""
+per block (the difference between 4 and 2 blocks removes the embedding and the loss head).
+
+The saved tensors are found by walking the graph (every node's ``_saved_*`` attributes, a
+custom Function's ``saved_tensors``), not with ``saved_tensors_hooks``: under hooks sft.rebuild
+stands down and the SFT layers save their inputs, which is not what a training run does."""
 import pytest
 import torch
 
@@ -37,17 +41,21 @@ def build(method: str, layers: int):
 
 def saved_bytes(model) -> int:
     weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    seen = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in weights:
-            seen[ptr] = t.untyped_storage().nbytes()
-        return t
-
     ids = torch.randint(0, CONFIG["vocab_size"], (2, TOKENS // 2), generator=torch.Generator().manual_seed(0))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(input_ids=ids, labels=ids).loss
+    loss = model(input_ids=ids, labels=ids).loss
+    seen, visited, stack = {}, set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in visited:
+            continue
+        visited.add(id(node))
+        held = [getattr(node, name) for name in dir(node) if name.startswith("_saved_")]
+        held += list(getattr(node, "saved_tensors", ()))
+        for value in held:
+            for t in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in weights:
+                    seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        stack.extend(next_node for next_node, _ in node.next_functions)
     loss.backward()
     return sum(seen.values())
 
