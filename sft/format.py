@@ -36,7 +36,8 @@ def write_deltas(layers, path: Path, num_reselections: int) -> Path:
     for name, layer in layers:
         tensors[f"{name}.indices"] = layer.indices.detach().cpu().contiguous()
         tensors[f"{name}.values"] = layer.values.detach().cpu().contiguous()
-        tensors[f"{name}.grown_at"] = layer.grown_at.detach().cpu().contiguous()
+        # int32 on disk whatever the layer keeps (int16 while it fits): one format for readers
+        tensors[f"{name}.grown_at"] = layer.grown_at.detach().cpu().int().contiguous()
         tensors[f"{name}.shape"] = torch.tensor(layer.shape, dtype=torch.int64)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "num_reselections": str(num_reselections)}

@@ -33,6 +33,12 @@ def index_dtype_for(numel: int) -> torch.dtype:
     return torch.int32 if numel < 2**31 else torch.int64
 
 
+def generation_dtype_for(iteration: int) -> torch.dtype:
+    """int16 reselection iterations while they fit (32,767 reselections: 655k steps at the
+    paper's S = 20), int32 beyond: two bytes per tuned entry instead of four."""
+    return torch.int16 if iteration <= torch.iinfo(torch.int16).max else torch.int32
+
+
 def random_subset(numel: int, count: int, generator: torch.Generator) -> Tensor:
     """``count`` distinct sorted integers from [0, numel), without an O(numel) buffer when the
     subset is small (a randperm of a 7b MLP matrix alone would be 360 MB)."""
@@ -109,7 +115,7 @@ class SftLinear(nn.Module):
     Buffers: ``indices`` (flat, row-major into the (d_out, d_in) weight, int32, kept in
     ascending order) and ``grown_at`` (the reselection iteration at which each entry was last
     grown; 0 = the random initial set; :class:`sft.SftAdamW` derives each value's age from
-    it). Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an
+    it; int16 until an iteration needs more, see :meth:`set_grown_at`). Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an
     SFT-AG gradient-estimation phase.
     """
 
@@ -132,8 +138,9 @@ class SftLinear(nn.Module):
         device = base_layer.weight.device
         self.register_buffer("indices", indices.to(device=device, dtype=index_dtype_for(numel)))
         if grown_at is None:
-            grown_at = torch.zeros(indices.shape, dtype=torch.int32)
-        self.register_buffer("grown_at", grown_at.to(device=device, dtype=torch.int32))
+            grown_at = torch.zeros(indices.shape, dtype=torch.int16)
+        latest = int(grown_at.max()) if grown_at.numel() else 0  # one sync, at construction
+        self.register_buffer("grown_at", grown_at.to(device=device, dtype=generation_dtype_for(latest)))
         self.values = nn.Parameter(values.to(device))
         self._link_values()
         self.estimator: CandidateEstimator | None = None
@@ -157,6 +164,21 @@ class SftLinear(nn.Module):
         if self.values.grad is not None:
             self.values.grad.copy_(self.values.grad[order])
         return order
+
+    @torch.no_grad()
+    def set_grown_at(self, iteration: "int | Tensor", positions: Tensor | None = None) -> None:
+        """Write reselection ``iteration`` (an int, or one per entry) into ``grown_at`` at
+        ``positions`` (default: every entry), widening the buffer to int32 first when the
+        iteration does not fit int16; a plain tensor copy would wrap around silently."""
+        latest = iteration if isinstance(iteration, int) else (
+            int(iteration.max()) if iteration.numel() else 0)
+        dtype = generation_dtype_for(latest)
+        if torch.iinfo(dtype).max > torch.iinfo(self.grown_at.dtype).max:
+            self.grown_at = self.grown_at.to(dtype)
+        if positions is None:
+            self.grown_at.copy_(iteration)
+        else:
+            self.grown_at[positions] = iteration
 
     def _link_values(self) -> None:
         # Lets SftSM3 find this layer's geometry from the parameter alone.

@@ -104,6 +104,13 @@ class SftModel(nn.Module):
             self._add_given_deltas(deltas)
         for _, layer in self.sft_layers():
             layer.values.requires_grad_(trainable)
+        # Every rank holds the same index sets by construction (one seed; sft.distributed makes
+        # the selection identical), so DistributedDataParallel need not broadcast them at start
+        # and before every forward (4-6 bytes per tuned entry each time); NCCL and gloo cannot
+        # broadcast the int16 grown_at at all. DDP reads this attribute (names inside this module).
+        self._ddp_params_and_buffers_to_ignore = [
+            f"base_model.{name}.{field}" for name, _ in self.sft_layers()
+            for field in ("indices", "grown_at")]
 
     def _add_random_deltas(self, config: SftConfig) -> None:
         targets = list(find_target_linears(self.base_model, config.target_modules))
@@ -273,7 +280,7 @@ class SftModel(nn.Module):
                 layer = layers[name]
                 layer.indices.copy_(indices)  # in place: the kernel plan sees the new version
                 layer.values.copy_(values)
-                layer.grown_at.copy_(grown_at)
+                layer.set_grown_at(grown_at)
                 layer.sort_entries()  # files written before indices were kept sorted
         self.num_reselections = num_reselections
 

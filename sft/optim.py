@@ -82,6 +82,18 @@ class _SftOptimizer(Optimizer):
                 return group
         raise KeyError("this parameter is not optimized by this optimizer")
 
+    def _device_ints(self, values: list[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``values`` as a tensor on ``device``, copied from the host only when they change
+        (the sizes and offsets of a chunk change at reselections): a copy from pageable host
+        memory to a GPU waits for the work queued before it, which would stall every step."""
+        cache = self.__dict__.setdefault("_device_ints_cache", {})
+        key = (tuple(values), dtype, str(device))
+        if key not in cache:
+            if len(cache) >= 64:  # stale index sets
+                cache.clear()
+            cache[key] = torch.tensor(values, dtype=dtype, device=device)
+        return cache[key]
+
     @torch.no_grad()
     def permute_state(self, param: Tensor, order: Tensor) -> None:
         """Reorder ``param``'s per-value state like ``param`` was reordered (new position i
@@ -150,9 +162,27 @@ class SftAdamW(_SftOptimizer):
 
     def ages(self, param: Tensor) -> Tensor:
         """Each value's age in optimizer steps (int32; the bias correction's exponent)."""
-        state = self._state(param)
-        born = state["birth"].index_select(0, self._generations(param, state))
-        return state["step"] - born
+        return self._flat_ages([param], [self._state(param)])
+
+    def _flat_ages(self, params: list[Tensor], states: list[dict]) -> Tensor:
+        """The ages of several parameters' values, end to end in one int32 tensor, in a fixed
+        number of kernels rather than a few per matrix: each parameter's tiny table
+        step - birth[g], laid end to end, gathered once at every value's generation plus its
+        table's offset."""
+        tables = torch._foreach_neg([state["birth"] for state in states])
+        torch._foreach_add_(tables, [state["step"] for state in states])
+        sizes = [param.numel() for param in params]
+        offsets, start = [], 0
+        for table in tables:
+            offsets.append(start)
+            start += table.numel()
+        device = tables[0].device
+        # int16 grown_at and int32 generations concatenate to int32, the gather's index type
+        where = torch.cat([self._generations(p, s) for p, s in zip(params, states)]).int()
+        where += torch.repeat_interleave(self._device_ints(offsets, torch.int32, device),
+                                         self._device_ints(sizes, torch.int64, device),
+                                         output_size=where.numel())
+        return torch.cat(tables).index_select(0, where)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -179,7 +209,10 @@ class SftAdamW(_SftOptimizer):
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
         del grads
-        ages = [self.ages(param).float() for param in params]
+        # fp32 views of one tensor: the per-tensor kernels below see each parameter's values
+        # at the same positions as a tensor of its own (CPU's vectorised pow rounds its tail
+        # differently), so the bias corrections are the same bits either way
+        ages = list(self._flat_ages(params, states).float().split([p.numel() for p in params]))
         corr1 = torch._foreach_pow(beta1, ages)  # 1 - beta^t as -(beta^t) + 1: the same bits
         torch._foreach_neg_(corr1)
         torch._foreach_add_(corr1, 1.0)
@@ -214,7 +247,11 @@ class SftAdamW(_SftOptimizer):
             grown = birth.new_zeros(generation + 1)
             grown[: birth.numel()] = birth
             state["birth"] = birth = grown
-        self._generations(param, state)[positions] = generation
+        layer = getattr(param, "sft_layer", None)
+        if layer is None:
+            state["generation"][positions] = generation
+        else:  # widens the layer's int16 grown_at when the generation needs it
+            layer.set_grown_at(generation, positions)
         age = 0 if seed is None else seed.num_steps
         birth[generation] = state["step"] - age
         if seed is None:
@@ -287,21 +324,17 @@ class SftSM3(_SftOptimizer):
     def _step_chunk(self, params: list[Tensor], group: dict) -> None:
         momentum, beta = group["momentum"], group["beta"]
         grads = [param.grad.float() for param in params]
-        updates = []
-        # The accumulators' gathers and running maxima are per matrix (each has its own
-        # row and column vectors); the rest runs as multi-tensor ops.
-        for param, grad in zip(params, grads):
-            state = self._state(param, momentum)
-            row_acc, col_acc = state["row_acc"], state["col_acc"]
-            rows, cols = self._rows_and_cols(param)
-            nu = torch.minimum(row_acc[rows], col_acc[cols])
-            if beta > 0:
-                nu.mul_(beta).addcmul_(grad, grad, value=1.0 - beta)
-            else:
-                nu.addcmul_(grad, grad)
-            row_acc.scatter_reduce_(0, rows, nu, reduce="amax", include_self=True)
-            col_acc.scatter_reduce_(0, cols, nu, reduce="amax", include_self=True)
-            updates.append(nu)
+        states = [self._state(param, momentum) for param in params]
+        updates: list[Tensor | None] = [None] * len(params)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, param in enumerate(params):
+            by_shape.setdefault(param.sft_layer.shape, []).append(i)
+        for shape, members in by_shape.items():
+            nus = self._second_moments(shape, [params[i] for i in members],
+                                       [grads[i] for i in members], [states[i] for i in members],
+                                       beta)
+            for i, nu in zip(members, nus):
+                updates[i] = nu
         torch._foreach_add_(updates, group["eps"])
         torch._foreach_rsqrt_(updates)
         torch._foreach_mul_(updates, grads)  # grad * rsqrt(nu + eps)
@@ -313,14 +346,41 @@ class SftSM3(_SftOptimizer):
             updates = buffers
         self._decay_and_apply(params, updates, group["lr"], group["weight_decay"])
 
-    @staticmethod
-    def _rows_and_cols(param: Tensor) -> tuple[Tensor, Tensor]:
-        """Row and column (int64, as scatter_reduce_ wants) of each active entry."""
-        d_in = param.sft_layer.shape[1]
-        flat = param.sft_layer.indices
-        rows = torch.div(flat, d_in, rounding_mode="floor")
-        cols = (flat - rows * d_in).long()
-        return rows.long(), cols
+    def _second_moments(self, shape: tuple[int, int], params: list[Tensor], grads: list[Tensor],
+                        states: list[dict], beta: float) -> list[Tensor]:
+        """nu of every value of ``params`` (matrices of one ``shape``), with each matrix's row
+        and column accumulators updated to their running maxima, in a fixed number of kernels
+        rather than a dozen per matrix: the matrices' accumulators are laid end to end, and
+        each value's row and column are offset by its matrix's place there. Returns one nu
+        per parameter (views of one tensor, each at the positions a tensor of its own would
+        have, so the per-tensor arithmetic rounds the same)."""
+        d_out, d_in = shape
+        sizes = [param.numel() for param in params]
+        device = params[0].device
+        flat = torch.cat([param.sft_layer.indices for param in params])
+        rows = torch.div(flat, d_in, rounding_mode="floor").long()  # int64: scatter_reduce_
+        cols = flat.long().sub_(rows, alpha=d_in)
+        del flat
+        matrix = torch.repeat_interleave(torch.arange(len(params), device=device),
+                                         self._device_ints(sizes, torch.int64, device),
+                                         output_size=rows.numel())
+        rows.add_(matrix, alpha=d_out)
+        cols.add_(matrix, alpha=d_in)
+        del matrix
+        row_acc = torch.cat([state["row_acc"] for state in states])
+        col_acc = torch.cat([state["col_acc"] for state in states])
+        nu = torch.minimum(row_acc[rows], col_acc[cols])
+        nus = list(nu.split(sizes))  # views: the multi-tensor ops below write into nu
+        if beta > 0:
+            torch._foreach_mul_(nus, beta)
+            torch._foreach_addcmul_(nus, grads, grads, value=1.0 - beta)
+        else:
+            torch._foreach_addcmul_(nus, grads, grads)
+        row_acc.scatter_reduce_(0, rows, nu, reduce="amax", include_self=True)
+        col_acc.scatter_reduce_(0, cols, nu, reduce="amax", include_self=True)
+        torch._foreach_copy_([state["row_acc"] for state in states], list(row_acc.split(d_out)))
+        torch._foreach_copy_([state["col_acc"] for state in states], list(col_acc.split(d_in)))
+        return nus
 
     @torch.no_grad()
     def reset_state(self, param: Tensor, positions: Tensor, seed: GrowthSeed | None = None,

@@ -225,7 +225,7 @@ class SftSelector:
                  seed: GrowthSeed | None) -> int:
         layer.indices[positions] = grown.to(layer.indices.dtype)
         layer.values[positions] = 0
-        layer.grown_at[positions] = self.num_reselections
+        layer.set_grown_at(self.num_reselections, positions)
         if layer.values.grad is not None:
             layer.values.grad[positions] = 0
         self.optimizer.reset_state(layer.values, positions, seed, self.num_reselections)

@@ -10,7 +10,7 @@ Three layouts are priced:
   beside SftAdamW's own int32 age, and the optimizers and the reselection looped over the
   layers one by one in Python, syncing with the host per matrix.
 - ``"compact"`` (the default): issue 21's layout. No per-entry plan at rest (indices stay
-  sorted, the dense path gathers at the int32 indices), one int32 age per entry, SFT-AG's
+  sorted, the dense path gathers at the int32 indices), one int16 age per entry, SFT-AG's
   estimation statistics without a candidate plan, multi-tensor (foreach) optimizer kernels
   over all SFT layers, the reselection batched over matrices of one shape, and no saved copy
   of the layers' inputs (``sft.rebuild`` recomputes them in the backward).
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 class SpielLayout:
     name: str
     index: int              # the flat row-major index into W, int32 (every matrix < 2^31 entries)
-    age: int                # the int32 step at which the entry was grown (selection and bias correction)
+    age: int                # the reselection at which the entry was grown (selection and bias correction)
     adamw: int              # SftAdamW's state per entry beyond ``age``
     sm3: int                # SftSM3's state per entry (its accumulators are per row and column)
     plan_sddmm: int         # kernel plan at rest per entry when the SDDMM path is chosen
@@ -44,7 +44,9 @@ class SpielLayout:
     backward_ops: int       # the same per backward (beyond the input-gradient matmul and dW's GEMM)
     adamw_ops_per_layer: int  # kernels SftAdamW launches per SFT layer per step
     sm3_ops_per_layer: int    # kernels SftSM3 launches per SFT layer per step
-    optimizer_ops_per_step: int   # kernels the optimizer launches per step whatever the layer count
+    adamw_ops_per_chunk: int  # kernels SftAdamW launches per step and chunk of its entries
+    sm3_ops_per_chunk: int    # the same for SftSM3, plus ``sm3_ops_per_shape`` per matrix shape in it
+    sm3_ops_per_shape: int
     reselection_unit: str   # "matrix": one host-synced pass per matrix; "shape": per distinct shape
     in_place_delta: bool = True  # W + Delta patched into a plain W of the compute dtype (no copy)
     rebuilds_inputs: bool = False  # the backward rebuilds each layer's input (sft.rebuild), not saved
@@ -67,10 +69,10 @@ LAYOUTS = {
         # its accumulation. SftAdamW 17 kernels per tensor, SftSM3 15 (int64 rows and columns,
         # two gathers, two scatter-max, ...); both counted at the steady state (state made).
         forward_ops=7, backward_ops=11, adamw_ops_per_layer=17, sm3_ops_per_layer=15,
-        optimizer_ops_per_step=0,
+        adamw_ops_per_chunk=0, sm3_ops_per_chunk=0, sm3_ops_per_shape=0,
         reselection_unit="matrix"),
     "compact": SpielLayout(
-        "compact", index=4, age=4,          # int32 indices; the one int32 age (SFT-AG and SFT-MA)
+        "compact", index=4, age=2,          # int32 indices; the one int16 age (SFT-AG and SFT-MA)
         adamw=4 + 4,                        # exp_avg, exp_avg_sq fp32 (the age is ``age``)
         sm3=0,
         plan_sddmm=0, plan_dense=0, plan_row=0,  # no per-entry plan at rest: indices stay sorted
@@ -80,11 +82,14 @@ LAYOUTS = {
         candidate=4 + 4 + 4,
         candidate_plan=0,
         pick_fp32_copy=False, pick_abs_fp32=False,  # one dense dW of one layer at a time
-        # The layer's own kernels are assumed unchanged (the change is in what it keeps and
-        # in the optimizer): a foreach optimizer launches a fixed dozen multi-tensor kernels a
-        # step over every SFT layer.
-        forward_ops=7, backward_ops=11, adamw_ops_per_layer=0, sm3_ops_per_layer=0,
-        optimizer_ops_per_step=12,
+        # Counted on the library (tests/analysis/test_cost_model_kernels.py holds them), bf16,
+        # dense path. Forward: W's entries gathered, cast to fp32, added, cast back, W patched
+        # and restored; backward: the same 6 for the input gradient, the gather from dW and the
+        # gradient's cast to fp32. The optimizers run over all SFT layers in chunks of at most
+        # STEP_CHUNK_ENTRIES entries: SftAdamW a fixed 26 kernels a chunk (27 with weight
+        # decay), SftSM3 4 (5) plus 20 per matrix shape in the chunk (its row and column maxima).
+        forward_ops=6, backward_ops=8, adamw_ops_per_layer=0, sm3_ops_per_layer=0,
+        adamw_ops_per_chunk=26, sm3_ops_per_chunk=4, sm3_ops_per_shape=20,
         reselection_unit="shape",
         # The layer's input is rebuilt in the backward from what its producers saved (RMSNorm's
         # fp32 input and 1/rms, SwiGLU's SiLU(gate) and up), once per block input.
@@ -95,6 +100,9 @@ LAYOUTS = {
 LAYOUTS["paper"] = replace(LAYOUTS["plans"], name="paper", age=0, plan_dense=0, plan_sddmm=0,
                            plan_row=0, candidate_plan=0, in_place_delta=False)
 DEFAULT_LAYOUT = "compact"
+# sft.optim.STEP_CHUNK_ENTRIES: the optimizers' multi-tensor steps run over chunks of at most
+# this many entries (tests/analysis/test_cost_model_kernels.py keeps the two equal).
+STEP_CHUNK_ENTRIES = 2**24
 
 
 def layout(name: "str | SpielLayout") -> SpielLayout:

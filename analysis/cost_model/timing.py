@@ -30,9 +30,10 @@ batches it), amortized over the S steps between reselections in the mean step.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from analysis.cost_model.layout import DEFAULT_LAYOUT, SpielLayout, layout as get_layout
+from analysis.cost_model.layout import DEFAULT_LAYOUT, STEP_CHUNK_ENTRIES, SpielLayout, layout as get_layout
 from analysis.cost_model.methods import Method, Setup, floor_of
 from analysis.cost_model.shapes import ModelShape
 
@@ -213,9 +214,8 @@ def step_cost(shape: ModelShape, method: Method, setup: Setup, device: Device,
             ewise += passes * 2 * c * N  # W + Delta: a copy of W per forward and backward
         ewise += passes * 24 * k_all  # gather W at the k entries, add, write back
         ewise += (60 if method.selection == "ag" else 100) * k_all  # SftAdamW / SftSM3 passes
-        optimizer = spiel.adamw_ops_per_layer if method.selection == "ag" else spiel.sm3_ops_per_layer
-        ops = (matrices * (forwards * spiel.forward_ops + spiel.backward_ops + optimizer)
-               + spiel.optimizer_ops_per_step)
+        ops = matrices * (forwards * spiel.forward_ops + spiel.backward_ops) + _optimizer_ops(
+            shape, method, spiel, matrices, k_all)
         if spiel.rebuilds_inputs and not ckpt:  # it stands down under checkpointing's hooks
             rebuild_bytes, rebuild_ops = _rebuild_cost(shape, setup)
             ewise += T * L * rebuild_bytes
@@ -225,6 +225,19 @@ def step_cost(shape: ModelShape, method: Method, setup: Setup, device: Device,
     reselect = reselection_seconds(shape, method, device, spiel)
     mean = seconds + (periodic + reselect) / method.reselection_steps if method.family == "sft" else seconds
     return StepCost(flops, ewise, draws, host, seconds, reselect, mean)
+
+
+def _optimizer_ops(shape: ModelShape, method: Method, spiel: SpielLayout, matrices: int,
+                   entries: float) -> int:
+    """Kernels the SFT optimizer launches a step: per layer (a loop over matrices), or per
+    chunk of at most STEP_CHUNK_ENTRIES entries (multi-tensor), SftSM3's per matrix shape in
+    each chunk besides (every shape counted in every chunk: an upper bound)."""
+    chunks = math.ceil(entries / STEP_CHUNK_ENTRIES)
+    if method.selection == "ag":
+        return matrices * spiel.adamw_ops_per_layer + chunks * spiel.adamw_ops_per_chunk
+    shapes = len({(d_in, d_out) for _, d_in, d_out in shape.block_linears()})
+    return (matrices * spiel.sm3_ops_per_layer
+            + chunks * (spiel.sm3_ops_per_chunk + shapes * spiel.sm3_ops_per_shape))
 
 
 def time_vs_floor(shape: ModelShape, method: Method, setup: Setup, device: Device,

@@ -21,6 +21,10 @@ def _run(selection: str, rank: int | None, world: int) -> dict:
     opt = opt_cls(model.trainable_parameters_groups, lr=1e-2)
     selector = SftSelector(model, opt, TOTAL)
     runner = DistributedDataParallel(model) if rank is not None else model
+    if rank is not None:  # the index sets agree by construction: DDP broadcasts none of them
+        synced = {id(b) for b in runner.modules_buffers}
+        assert not [n for n, b in model.named_buffers() if id(b) in synced
+                    and n.rsplit(".", 1)[-1] in ("indices", "grown_at")]
     for step in range(STEPS):
         ids = token_batch(step, batch=4)
         if rank is not None:

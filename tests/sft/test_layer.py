@@ -149,3 +149,22 @@ def test_delta_applied_in_another_dtype_builds_a_copy():
         assert merged.data_ptr() != layer.base_layer.weight.data_ptr()
         assert torch.equal(merged, layer.merged_weight(torch.float64))
     assert torch.equal(layer.base_layer.weight, before)
+
+
+def test_grown_at_is_int16_until_an_iteration_needs_int32():
+    """Two bytes per entry for the reselection iteration; an iteration past int16's range
+    widens the buffer first, by a single entry or a whole tensor (as load_deltas writes it),
+    instead of wrapping around."""
+    layer = _layer(n=3)
+    assert layer.grown_at.dtype == torch.int16
+    layer.set_grown_at(32767, torch.tensor([0]))
+    assert layer.grown_at.dtype == torch.int16
+    layer.set_grown_at(40000, torch.tensor([1]))
+    assert layer.grown_at.dtype == torch.int32 and layer.grown_at.tolist() == [32767, 40000, 0]
+    other = _layer(n=3)
+    other.set_grown_at(torch.tensor([0, 70000, 3], dtype=torch.int32))
+    assert other.grown_at.tolist() == [0, 70000, 3]
+    built = SftLinear(nn.Linear(4, 4), torch.tensor([1, 2, 3]), torch.zeros(3),
+                      torch.tensor([0, 0, 40000]))
+    assert built.grown_at.dtype == torch.int32 and built.grown_at.tolist() == [0, 0, 40000]
+

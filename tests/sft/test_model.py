@@ -142,13 +142,13 @@ def test_memory_scales_with_d_phi_not_d_theta(selection):
     large, large_rc = _state_bytes(selection, 64, 128)
     if selection == "ag":
         assert small == large
-        # indices int32 + values fp32 + grown_at int32 (Adam's ages derive from it) + Adam
+        # indices int32 + values fp32 + grown_at int16 (Adam's ages derive from it) + Adam
         # (m, v) + estimator between steps (index, sum, sum of squares: 3 x 4 per candidate, K
         # = d_phi); plus Adam's one-entry birth table per matrix
         matrices = sum(1 for _ in get_sft_model(tiny_llama(), SftConfig(density=0.01)).sft_layers())
-        assert small == 4000 * (4 + 4 + 4 + 8 + 12) + 4 * matrices
+        assert small == 4000 * (4 + 4 + 2 + 8 + 12) + 4 * matrices
     else:
-        assert small - small_rc == large - large_rc == 4000 * 12
+        assert small - small_rc == large - large_rc == 4000 * 10
 
 
 def test_import_needs_neither_transformers_nor_bitsandbytes():

@@ -56,6 +56,21 @@ def test_adamw_bias_correction_uses_each_weights_age():
     assert opt.ages(p)[0] == 0 and state["exp_avg"][0] == 0 and state["exp_avg_sq"][0] == 0
 
 
+def test_adamw_ages_from_an_int16_grown_at_and_past_its_range():
+    layer = _layer(6, 5, 3)
+    assert layer.grown_at.dtype == torch.int16
+    opt = SftAdamW([layer.values], lr=1e-2)
+    layer.values.grad = torch.ones(3)
+    opt.step()
+    opt.step()
+    opt.reset_state(layer.values, torch.tensor([1]), generation=3)
+    assert opt.ages(layer.values).tolist() == [2, 0, 2] and layer.grown_at.dtype == torch.int16
+    opt.step()
+    opt.reset_state(layer.values, torch.tensor([2]), generation=40000)
+    assert layer.grown_at.dtype == torch.int32 and layer.grown_at.tolist() == [0, 3, 40000]
+    assert opt.ages(layer.values).tolist() == [3, 1, 0]
+
+
 def test_adamw_bf16_values_fp32_state():
     p = nn.Parameter(torch.zeros(8, dtype=torch.bfloat16))
     opt = SftAdamW([p], lr=1e-3)

@@ -57,7 +57,7 @@ def run(selection: str) -> dict:
     layers = {}
     for name, layer in model.sft_layers():
         grown = torch.zeros(layer.shape, dtype=torch.int32).view(-1)
-        grown[layer.indices.long()] = layer.grown_at + 1
+        grown[layer.indices.long()] = layer.grown_at.int() + 1
         dense = layer.delta_dense()
         layers[name] = {"delta": _digest(dense), "grown_at": _digest(grown),
                         "delta_abs_sum": float(dense.abs().sum()).hex()}
