@@ -44,6 +44,19 @@ def _check_common(lr: float, eps: float, weight_decay: float) -> None:
 STEP_CHUNK_ENTRIES = 2**24
 
 
+def _fp32(tensors: list[Tensor]) -> list[Tensor]:
+    """``tensors`` in fp32: an fp32 one is itself, the others (bf16 deltas) views of one fp32
+    copy made by a single cast, not a cast kernel per matrix."""
+    lower = [i for i, t in enumerate(tensors) if t.dtype != torch.float32]
+    if not lower:
+        return list(tensors)
+    out = list(tensors)
+    copies = torch.cat([tensors[i].reshape(-1) for i in lower]).float()
+    for i, copy in zip(lower, copies.split([tensors[i].numel() for i in lower])):
+        out[i] = copy.view(tensors[i].shape)
+    return out
+
+
 def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
     """``params`` in consecutive runs of at most STEP_CHUNK_ENTRIES entries (one parameter
     larger than that forms a run alone)."""
@@ -108,7 +121,7 @@ class _SftOptimizer(Optimizer):
                          weight_decay: float) -> None:
         """Decoupled weight decay on the deltas (pulls them to the pretrained weight), then
         step; one multi-tensor op each over all of ``params``."""
-        values = [param.float() for param in params]  # the parameter itself when fp32
+        values = _fp32(params)  # the parameter itself when fp32
         if weight_decay:
             torch._foreach_mul_(values, 1.0 - lr * weight_decay)
         torch._foreach_add_(values, updates, alpha=-lr)
@@ -198,7 +211,7 @@ class SftAdamW(_SftOptimizer):
 
     def _step_chunk(self, params: list[Tensor], group: dict) -> None:
         beta1, beta2 = group["betas"]
-        grads = [param.grad.float() for param in params]
+        grads = _fp32([param.grad for param in params])
         states = [self._state(param) for param in params]
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
@@ -323,7 +336,7 @@ class SftSM3(_SftOptimizer):
 
     def _step_chunk(self, params: list[Tensor], group: dict) -> None:
         momentum, beta = group["momentum"], group["beta"]
-        grads = [param.grad.float() for param in params]
+        grads = _fp32([param.grad for param in params])
         states = [self._state(param, momentum) for param in params]
         updates: list[Tensor | None] = [None] * len(params)
         by_shape: dict[tuple[int, int], list[int]] = {}

@@ -47,6 +47,7 @@ class SpielLayout:
     adamw_ops_per_chunk: int  # kernels SftAdamW launches per step and chunk of its entries
     sm3_ops_per_chunk: int    # the same for SftSM3, plus ``sm3_ops_per_shape`` per matrix shape in it
     sm3_ops_per_shape: int
+    bf16_values_ops_per_chunk: int  # more per chunk with bf16 deltas (qSFT): casts to fp32 and back
     reselection_unit: str   # "matrix": one host-synced pass per matrix; "shape": per distinct shape
     in_place_delta: bool = True  # W + Delta patched into a plain W of the compute dtype (no copy)
     rebuilds_inputs: bool = False  # the backward rebuilds each layer's input (sft.rebuild), not saved
@@ -70,6 +71,7 @@ LAYOUTS = {
         # two gathers, two scatter-max, ...); both counted at the steady state (state made).
         forward_ops=7, backward_ops=11, adamw_ops_per_layer=17, sm3_ops_per_layer=15,
         adamw_ops_per_chunk=0, sm3_ops_per_chunk=0, sm3_ops_per_shape=0,
+        bf16_values_ops_per_chunk=0,
         reselection_unit="matrix"),
     "compact": SpielLayout(
         "compact", index=4, age=2,          # int32 indices; the one int16 age (SFT-AG and SFT-MA)
@@ -87,9 +89,11 @@ LAYOUTS = {
         # and restored; backward: the same 6 for the input gradient, the gather from dW and the
         # gradient's cast to fp32. The optimizers run over all SFT layers in chunks of at most
         # STEP_CHUNK_ENTRIES entries: SftAdamW a fixed 26 kernels a chunk (27 with weight
-        # decay), SftSM3 4 (5) plus 20 per matrix shape in the chunk (its row and column maxima).
+        # decay), SftSM3 4 (5) plus 20 per matrix shape in the chunk (its row and column
+        # maxima); bf16 deltas 5 more (gradients and values cast to fp32 at once, copied back).
         forward_ops=6, backward_ops=8, adamw_ops_per_layer=0, sm3_ops_per_layer=0,
         adamw_ops_per_chunk=26, sm3_ops_per_chunk=4, sm3_ops_per_shape=20,
+        bf16_values_ops_per_chunk=5,
         reselection_unit="shape",
         # The layer's input is rebuilt in the backward from what its producers saved (RMSNorm's
         # fp32 input and 1/rms, SwiGLU's SiLU(gate) and up), once per block input.

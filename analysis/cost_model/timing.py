@@ -233,10 +233,11 @@ def _optimizer_ops(shape: ModelShape, method: Method, spiel: SpielLayout, matric
     chunk of at most STEP_CHUNK_ENTRIES entries (multi-tensor), SftSM3's per matrix shape in
     each chunk besides (every shape counted in every chunk: an upper bound)."""
     chunks = math.ceil(entries / STEP_CHUNK_ENTRIES)
+    casts = chunks * spiel.bf16_values_ops_per_chunk if method.quantized else 0  # bf16 deltas
     if method.selection == "ag":
-        return matrices * spiel.adamw_ops_per_layer + chunks * spiel.adamw_ops_per_chunk
+        return matrices * spiel.adamw_ops_per_layer + chunks * spiel.adamw_ops_per_chunk + casts
     shapes = len({(d_in, d_out) for _, d_in, d_out in shape.block_linears()})
-    return (matrices * spiel.sm3_ops_per_layer
+    return (matrices * spiel.sm3_ops_per_layer + casts
             + chunks * (spiel.sm3_ops_per_chunk + shapes * spiel.sm3_ops_per_shape))
 
 

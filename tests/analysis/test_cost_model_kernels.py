@@ -48,7 +48,7 @@ def _step_kernels(optimizer_cls, layers, **kwargs) -> int:
     optimizer = optimizer_cls([layer.values for layer in layers], lr=1e-3, **kwargs)
     for _ in range(2):
         for layer in layers:
-            layer.values.grad = torch.randn(layer.num_active)
+            layer.values.grad = torch.randn(layer.num_active).to(layer.values.dtype)
         with _Kernels() as counted:
             optimizer.step()
     return sum(counted.ops.values())
@@ -87,3 +87,19 @@ def test_sft_adamw_kernels_per_step_do_not_grow_with_the_layers(shapes):
 def test_sft_sm3_kernels_per_step_grow_with_the_shapes_not_the_layers(shapes):
     expected = COMPACT.sm3_ops_per_chunk + len(set(shapes)) * COMPACT.sm3_ops_per_shape
     assert _step_kernels(SftSM3, _layers(shapes)) == expected
+
+
+@pytest.mark.parametrize("optimizer_cls", [SftAdamW, SftSM3])
+def test_bf16_values_cost_a_fixed_few_kernels_more_not_a_cast_per_layer(optimizer_cls):
+    """qSFT's bf16 deltas: gradients and values cast to fp32 once for the chunk, and the
+    result rounded back with one multi-tensor copy."""
+    def kernels(shapes, dtype):
+        layers = _layers(shapes)
+        for layer in layers:
+            layer.values.data = layer.values.data.to(dtype)
+        return _step_kernels(optimizer_cls, layers)
+
+    one, three = [(32, 64)], [(32, 64)] * 3
+    extra = kernels(one, torch.bfloat16) - kernels(one, torch.float32)
+    assert extra == kernels(three, torch.bfloat16) - kernels(three, torch.float32)
+    assert extra == COMPACT.bf16_values_ops_per_chunk
