@@ -58,17 +58,23 @@ def _fp32(tensors: list[Tensor]) -> list[Tensor]:
 
 
 def _chunks(params: list[Tensor]) -> list[list[Tensor]]:
-    """``params`` in consecutive runs of at most STEP_CHUNK_ENTRIES entries (one parameter
-    larger than that forms a run alone)."""
-    runs, current, size = [], [], 0
+    """``params`` in runs of at most STEP_CHUNK_ENTRIES entries (one parameter larger than
+    that forms a run alone), each on one device (a model split over GPUs): the steps
+    concatenate a run's tensors."""
+    by_device: dict[torch.device, list[Tensor]] = {}
     for param in params:
-        if current and size + param.numel() > STEP_CHUNK_ENTRIES:
+        by_device.setdefault(param.device, []).append(param)
+    runs = []
+    for on_device in by_device.values():
+        current, size = [], 0
+        for param in on_device:
+            if current and size + param.numel() > STEP_CHUNK_ENTRIES:
+                runs.append(current)
+                current, size = [], 0
+            current.append(param)
+            size += param.numel()
+        if current:
             runs.append(current)
-            current, size = [], 0
-        current.append(param)
-        size += param.numel()
-    if current:
-        runs.append(current)
     return runs
 
 

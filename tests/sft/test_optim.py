@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+import sft.optim
 from sft.layer import SftLinear
-from sft.optim import GrowthSeed, SftAdamW, SftSM3
+from sft.optim import GrowthSeed, SftAdamW, SftSM3, _chunks
 
 
 def _layer(d_out, d_in, n, seed=0):
@@ -156,3 +157,14 @@ def test_state_dict_roundtrip_keeps_fp32_moments_and_int_ages_for_bf16_values():
     assert state["exp_avg"].dtype == torch.float32 and state["birth"].dtype == torch.int32
     assert torch.equal(restored.ages(q), opt.ages(p)) and restored.ages(q).dtype == torch.int32
     torch.testing.assert_close(state["exp_avg"], opt.state[p]["exp_avg"], rtol=0, atol=0)
+
+
+def test_step_chunks_are_bounded_and_each_on_one_device(monkeypatch):
+    """The steps concatenate a chunk's tensors, so a model split over devices (device_map)
+    gets a chunk per device."""
+    monkeypatch.setattr(sft.optim, "STEP_CHUNK_ENTRIES", 10)
+    a, b, c, d = torch.zeros(6), torch.zeros(6, device="meta"), torch.zeros(3), torch.zeros(12)
+    e = torch.zeros(2, device="meta")
+    runs = _chunks([a, b, c, d, e])
+    assert [[id(t) for t in run] for run in runs] == [[id(a), id(c)], [id(d)], [id(b), id(e)]]
+
