@@ -115,8 +115,9 @@ class SftLinear(nn.Module):
     Buffers: ``indices`` (flat, row-major into the (d_out, d_in) weight, int32, kept in
     ascending order) and ``grown_at`` (the reselection iteration at which each entry was last
     grown; 0 = the random initial set; :class:`sft.SftAdamW` derives each value's age from
-    it; int16 until an iteration needs more, see :meth:`set_grown_at`). Parameter: ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an
-    SFT-AG gradient-estimation phase.
+    it; int16 until an iteration needs more, see :meth:`set_grown_at`). Parameter:
+    ``values``. ``estimator`` is set by :class:`sft.SftSelector` during an SFT-AG
+    gradient-estimation phase.
     """
 
     def __init__(
