@@ -167,4 +167,3 @@ def test_grown_at_is_int16_until_an_iteration_needs_int32():
     built = SftLinear(nn.Linear(4, 4), torch.tensor([1, 2, 3]), torch.zeros(3),
                       torch.tensor([0, 0, 40000]))
     assert built.grown_at.dtype == torch.int32 and built.grown_at.tolist() == [0, 0, 40000]
-

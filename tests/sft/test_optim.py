@@ -167,4 +167,3 @@ def test_step_chunks_are_bounded_and_each_on_one_device(monkeypatch):
     e = torch.zeros(2, device="meta")
     runs = _chunks([a, b, c, d, e])
     assert [[id(t) for t in run] for run in runs] == [[id(a), id(c)], [id(d)], [id(b), id(e)]]
-
