@@ -9,16 +9,21 @@ remaining tokens on a copy of its key/value cache (transformers' DynamicCache):
 - log-likelihoods (`_loglikelihood_tokens`, MMLU's choices and every "<bench>_bpb"): the inputs
   HFLM would build (the last max_length tokens of context + continuation, minus the last), one
   forward per distinct input (MMLU's four letters share theirs), batched with the prefix cache
-  repeated over the batch and the suffixes right-padded under an attention mask;
+  repeated over the batch and the suffixes right-padded under an attention mask; inputs that
+  share no prefix run the same way without a cache. Either way the output layer runs only from
+  the batch's first continuation position on (`logits_to_keep`): HFLM computes and
+  log-softmaxes logits at every position, of which a one-letter answer needs one, and at 135M
+  with a 49k vocabulary that is about a quarter of the forward;
 - greedy generation (`generate_until`): HFLM's batches, each row laid out as prefix, padding,
   its own tokens (the padding masked, so positions count as without it) on the prefix cache
   repeated over the batch; `model.generate` runs only the tokens the cache does not cover;
 - a log-likelihood request asked again (MMLU's gold letter, by its accuracy and then by
   "mmlu_bpb") is answered from the first time, for as long as the loaded model lives.
 
-What is not cached runs HFLM's own path unchanged: requests that share fewer than
-MIN_SHARED_TOKENS tokens with another, sampled generation (one row at a time would draw other
-random numbers than HFLM's batch), a prompt that lm-eval cut from the left, `batch_size="auto"`.
+What runs HFLM's own path unchanged: generation that shares fewer than MIN_SHARED_TOKENS
+tokens with another prompt, sampled generation (one row at a time would draw other random
+numbers than HFLM's batch), a prompt that lm-eval cut from the left for generation, a
+continuation longer than the model's window, `batch_size="auto"`.
 The scores equal the uncached path's up to float rounding (other matmul shapes, so not
 bitwise); tests/evals/test_prefix_cache.py compares them item by item.
 
@@ -144,17 +149,25 @@ class PrefixCachedHFLM(HFLM):
         users: dict[int, list[int]] = {}
         for r, inp in enumerate(inputs):
             users.setdefault(where[tuple(inp)], []).append(r)
+        grouped = {u for _, members in groups for u in members}
+        # inputs in no group run without a cache; a continuation longer than its input (cut
+        # by the window) goes to HFLM's path
+        alone = [u for u in range(len(distinct)) if u not in grouped and limits[u] >= 0]
         batch_size = int(override_bs or self.batch_size)
-        for shared, members in groups:
-            cache = self._prefix_cache(distinct[members[0]][:shared])
+        for shared, members in groups + [(0, alone)]:
+            if not members:
+                continue
+            cache = self._prefix_cache(distinct[members[0]][:shared]) if shared else None
             members = sorted(members, key=lambda u: -len(distinct[u]))
             for start in range(0, len(members), batch_size):
                 batch = members[start:start + batch_size]
-                logits = self._suffix_logits(cache, shared, [distinct[u][shared:] for u in batch])
+                # the batch's earliest suffix position that scores a continuation token
+                first = min(limits[u] for u in batch) - shared
+                logits = self._suffix_logits(cache, shared, [distinct[u][shared:] for u in batch], first)
                 for row, u in zip(logits, batch):
                     suffix_len = len(distinct[u]) - shared
                     for r in users[u]:
-                        results[r] = self._score(requests[r], row[:suffix_len])
+                        results[r] = self._score(requests[r], row[:suffix_len - first])
         self._live.clear()
         rest = [r for r, res in enumerate(results) if res is None]
         if rest:
@@ -164,8 +177,10 @@ class PrefixCachedHFLM(HFLM):
         return results
 
     @torch.no_grad()
-    def _suffix_logits(self, prefix_cache, shared: int, suffixes: list[tuple[int, ...]]):
-        """Logits of each suffix after the cached prefix, one right-padded batch."""
+    def _suffix_logits(self, prefix_cache, shared: int, suffixes: list[tuple[int, ...]],
+                       first: int) -> torch.Tensor:
+        """Logits of each suffix (after the cached prefix, or alone when `prefix_cache` is
+        None) from suffix position `first` on, one right-padded batch."""
         width = max(len(s) for s in suffixes)
         ids = torch.zeros(len(suffixes), width, dtype=torch.long)
         mask = torch.zeros(len(suffixes), shared + width, dtype=torch.long)
@@ -173,11 +188,14 @@ class PrefixCachedHFLM(HFLM):
         for i, s in enumerate(suffixes):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, shared:shared + len(s)] = 1
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(len(suffixes))
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(suffixes))
         with self._autocast():
             return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                              past_key_values=cache, use_cache=True).logits
+                              past_key_values=cache, use_cache=cache is not None,
+                              logits_to_keep=width - first).logits
 
     def _score(self, request, logits: torch.Tensor) -> tuple[float, bool]:
         """HFLM's answer for one request from its input's logits: (sum of the continuation's

@@ -83,6 +83,31 @@ def test_loglikelihoods_equal_the_uncached_path_item_by_item(lm):
     assert tokens[True] < 0.6 * tokens[False]  # each few-shot prefix went through once
 
 
+def test_the_output_layer_runs_only_where_a_continuation_is_scored(lm):
+    """HFLM computes logits at every input position; here one-token answers need one position
+    an item (a batch's rows differ in length, so a few more), with or without a shared prefix."""
+    contexts = _contexts()
+    requests = [Instance("loglikelihood", {}, (c, cont), i)
+                for i, (c, cont) in enumerate((c, cont) for c in contexts for cont in (" A", " B"))]
+    rows = {}
+    head = lm.model.get_output_embeddings()
+
+    def count(module, args, output):
+        rows["n"] += args[0].numel() // args[0].shape[-1]
+
+    for cached in (False, True):
+        lm.use_prefix_cache, rows["n"] = cached, 0
+        handle = head.register_forward_hook(count)
+        try:
+            lm.loglikelihood(requests, disable_tqdm=True)
+        finally:
+            handle.remove()
+        rows[cached] = rows["n"]
+    inputs = sum(len(lm.tok_encode(c + " A")) - 1 for c in contexts)
+    assert rows[False] >= inputs  # HFLM: every position of every distinct input (and padding)
+    assert rows[True] < 0.25 * rows[False]
+
+
 def test_a_request_asked_again_is_answered_from_the_first_time(lm):
     """MMLU's accuracy asks every letter, its answer likelihood the gold one again: the second
     call runs only the prompts it has not seen, and answers as a fresh model would."""
