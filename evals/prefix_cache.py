@@ -111,7 +111,9 @@ class PrefixCachedHFLM(HFLM):
             self._live.move_to_end(prefix)
             return self._live[prefix]
         with self._autocast():
-            out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+            # only the cache is used: the output layer runs at one position, not every one
+            out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True,
+                             logits_to_keep=1)
         self._live[prefix] = out.past_key_values
         while len(self._live) > MAX_LIVE_PREFIXES:
             self._live.popitem(last=False)

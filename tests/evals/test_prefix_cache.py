@@ -85,7 +85,7 @@ def test_loglikelihoods_equal_the_uncached_path_item_by_item(lm):
 
 def test_the_output_layer_runs_only_where_a_continuation_is_scored(lm):
     """HFLM computes logits at every input position; here one-token answers need one position
-    an item (a batch's rows differ in length, so a few more), with or without a shared prefix."""
+    an item (a batch's rows differ in length, so a few more), and a shared prefix none."""
     contexts = _contexts()
     requests = [Instance("loglikelihood", {}, (c, cont), i)
                 for i, (c, cont) in enumerate((c, cont) for c in contexts for cont in (" A", " B"))]
@@ -105,7 +105,9 @@ def test_the_output_layer_runs_only_where_a_continuation_is_scored(lm):
         rows[cached] = rows["n"]
     inputs = sum(len(lm.tok_encode(c + " A")) - 1 for c in contexts)
     assert rows[False] >= inputs  # HFLM: every position of every distinct input (and padding)
-    assert rows[True] < 0.25 * rows[False]
+    # cached: one row a shared prefix (its cache is all it gives), and each batch's rows from its
+    # earliest scored position (rows differ in length by a few tokens)
+    assert rows[True] <= 5 * len(contexts) < 0.1 * rows[False]
 
 
 def test_a_request_asked_again_is_answered_from_the_first_time(lm):
