@@ -129,5 +129,6 @@ def main() -> None:
         sum(min(v) for v in seconds[True].values()), sum(tokens[False].values()),
         sum(tokens[True].values()), all(agree.values()))
 
+
 if __name__ == "__main__":
     main()

@@ -12,8 +12,8 @@ remaining tokens on a copy of its key/value cache (transformers' DynamicCache):
   repeated over the batch and the suffixes right-padded under an attention mask; inputs that
   share no prefix run the same way without a cache. Either way the output layer runs only from
   the batch's first continuation position on (`logits_to_keep`): HFLM computes and
-  log-softmaxes logits at every position, of which a one-letter answer needs one, and at 135M
-  with a 49k vocabulary that is about a quarter of the forward;
+  log-softmaxes logits at every position, of which a one-letter answer needs one (at 135M the
+  49k-vocabulary output layer is about a fifth of a position's multiply-adds);
 - greedy generation (`generate_until`): HFLM's batches, each row laid out as prefix, padding,
   its own tokens (the padding masked, so positions count as without it) on the prefix cache
   repeated over the batch; `model.generate` runs only the tokens the cache does not cover;
