@@ -11,8 +11,10 @@ Two defects of the reference implementation are avoided here:
 - micro-batch gradients are summed into a per-optimizer-step gradient before the sum and the
   sum of squares are updated, so with gradient accumulation the moments are at full-step scale
   (the scale Adam sees), not shrunk by 1/accumulation. That step gradient exists only from a
-  step's first backward to its optimizer step: at the start of a step's first backward (the
-  peak without accumulation) a candidate holds 12 bytes (index, sum, sum of squares), not 16.
+  step's first backward to the start of its optimizer step (``sft.SftSelector`` folds it in
+  the optimizer's step pre-hook): at the start of a step's first backward (the peak without
+  accumulation) and during the optimizer's step, a candidate holds 12 bytes (index, sum, sum
+  of squares), not 16.
 Under ``torch.distributed`` the dense gradient used to pick candidates and each step's
 candidate gradient are averaged over ranks, so every rank selects identically.
 """

@@ -92,7 +92,6 @@ class SftSelector:
         self.completed_steps = 0
         self.next_reselection = self.config.accumulation_steps
         self.last_replaced: dict[str, int] = {}
-        self._step_scale: float | None = None  # loss scale of the optimizer step just taken
         self._since_log = {"dropped": 0, "grown": 0}
         self._regrown: list[Tensor] = []  # per reselected batch, on the device
         self.bind(optimizer, total_steps)
@@ -145,25 +144,29 @@ class SftSelector:
             layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if self.grad_scaler is None or not self.estimating:
-            self._step_scale = 1.0
-        else:  # the scale the step's gradients carry (GradScaler.update() comes after)
-            self._step_scale = float(self.grad_scaler.get_scale())
+        """The optimizer is about to step (a GradScaler skips inf/NaN steps, and this hook with
+        them): fold the step's candidate gradients into the estimation statistics now, unscaled
+        by the scale they carry (GradScaler.update() comes after), so that their 4 bytes per
+        candidate are freed before the optimizer's own temporaries are made."""
+        if self.config.selection != "ag":
+            return
+        scale = None if self.grad_scaler is None else float(self.grad_scaler.get_scale())
+        for _, layer in self._layers():
+            if layer.estimator is not None:
+                layer.estimator.end_step(inv_scale=None if scale is None else 1.0 / scale)
 
     def _fold_step_statistics(self, layers) -> None:
-        """End the step in every estimating layer: unscaled, or discarded if the scaler
-        skipped the optimizer step."""
-        stepped, self._step_scale = self._step_scale, None
+        """End the step in every estimating layer the optimizer's step did not end: discarded
+        if a GradScaler skipped it; without a scaler (an optimizer stepped outside its
+        ``step``), folded as is."""
         for _, layer in layers:
             estimator = layer.estimator
-            if estimator is None:
+            if estimator is None or not estimator.in_middle_of_step:
                 continue
             if self.grad_scaler is None:
                 estimator.end_step()
-            elif stepped is None:
-                estimator.discard_step()
             else:
-                estimator.end_step(inv_scale=1.0 / stepped)
+                estimator.discard_step()
 
     def _will_reselect(self, step: int) -> bool:
         # Never after the last step, the first reselection included: with T == gamma it would

@@ -28,7 +28,9 @@ def describe(model: str, method: Method, setup: Setup, layout: str = DEFAULT_LAY
              "", "| term | GiB | floor GiB |", "|---|---|---|"]
     for term in TERMS:
         lines.append(f"| {term} | {getattr(p.memory, term) / GIB:.3f} | {getattr(p.floor, term) / GIB:.3f} |")
-    lines.append(f"| peak at the start of the backward | {p.memory.backward_start / GIB:.3f} | {p.floor.backward_start / GIB:.3f} |")
+    lines.append(f"| peak at the loss's backward | {p.memory.loss_backward / GIB:.3f} | {p.floor.loss_backward / GIB:.3f} |")
+    lines.append(f"| peak at the last block's backward | {p.memory.block_backward / GIB:.3f} | {p.floor.block_backward / GIB:.3f} |")
+    lines.append(f"| peak at the first block's backward | {p.memory.backward_end / GIB:.3f} | {p.floor.backward_end / GIB:.3f} |")
     lines.append(f"| peak at the optimizer step | {p.memory.optimizer_step / GIB:.3f} | {p.floor.optimizer_step / GIB:.3f} |")
     lines += ["", f"peak allocated {p.peak_gib:.2f} GiB, {p.above_floor_gib:.2f} GiB above the frozen floor"]
     if p.cap_gib is not None:

@@ -38,6 +38,7 @@ class SpielLayout:
     plan_row: int           # kernel plan at rest per row of W (CSR row pointers), SDDMM path
     candidate: int          # SFT-AG's estimation phase, per candidate (K = k)
     candidate_plan: int     # the candidates' own kernel plan, per candidate, SDDMM path
+    step_gradient: int      # SFT-AG: a step's candidate gradient, per candidate, through its backward
     pick_fp32_copy: bool    # the candidate pick holds an fp32 copy of a bf16 dense dW
     pick_abs_fp32: bool     # |dW| for the top-K pick is fp32 (else dW's own dtype)
     forward_ops: int        # kernels one SFT layer launches per forward beyond the frozen matmul
@@ -49,6 +50,9 @@ class SpielLayout:
     sm3_ops_per_shape: int
     bf16_values_ops_per_chunk: int  # more per chunk with bf16 deltas (qSFT): casts to fp32 and back
     reselection_unit: str   # "matrix": one host-synced pass per matrix; "shape": per distinct shape
+    optimizer_unit: str     # what an optimizer step works on at once: "chunk" (multi-tensor) or "matrix"
+    adamw_step_transient: int  # bytes SftAdamW's step holds per entry of that unit at its peak
+    sm3_step_transient: int    # SftSM3's per entry of the matrices of one shape in that unit
     in_place_delta: bool = True  # W + Delta patched into a plain W of the compute dtype (no copy)
     rebuilds_inputs: bool = False  # the backward rebuilds each layer's input (sft.rebuild), not saved
 
@@ -63,6 +67,7 @@ LAYOUTS = {
         plan_row=8,                         # CSR int64 row pointers
         candidate=4 + 4 + 4 + 4,            # int32 candidates, step gradient, sum, sum of squares
         candidate_plan=8 + 4,               # the candidates' CSR columns and placeholder values
+        step_gradient=0,                    # counted in ``candidate``
         pick_fp32_copy=True, pick_abs_fp32=True,
         # forward: indices.long(), W's entries gathered, fp32 add, cast back, W patched and
         # restored (2 index_copy_); backward: the same 7 again (W + Delta for the input
@@ -72,7 +77,10 @@ LAYOUTS = {
         forward_ops=7, backward_ops=11, adamw_ops_per_layer=17, sm3_ops_per_layer=15,
         adamw_ops_per_chunk=0, sm3_ops_per_chunk=0, sm3_ops_per_shape=0,
         bf16_values_ops_per_chunk=0,
-        reselection_unit="matrix"),
+        reselection_unit="matrix",
+        # one tensor at a time; the bytes per entry are taken as the compact steps' (the code
+        # they describe is gone, so they could not be measured)
+        optimizer_unit="matrix", adamw_step_transient=16, sm3_step_transient=32),
     "compact": SpielLayout(
         "compact", index=4, age=2,          # int32 indices; the one int16 age (SFT-AG and SFT-MA)
         adamw=4 + 4,                        # exp_avg, exp_avg_sq fp32 (the age is ``age``)
@@ -83,6 +91,7 @@ LAYOUTS = {
         # setup) never holds it at the start of the backward
         candidate=4 + 4 + 4,
         candidate_plan=0,
+        step_gradient=4,                    # fp32, summed over the step's micro-batches
         pick_fp32_copy=False, pick_abs_fp32=False,  # one dense dW of one layer at a time
         # Counted on the library (tests/analysis/test_cost_model_kernels.py holds them), bf16,
         # dense path. Forward: W's entries gathered, cast to fp32, added, cast back, W patched
@@ -95,6 +104,13 @@ LAYOUTS = {
         adamw_ops_per_chunk=26, sm3_ops_per_chunk=4, sm3_ops_per_shape=20,
         bf16_values_ops_per_chunk=5,
         reselection_unit="shape",
+        # Measured exactly on CPU (finetune.profiling.allocations; tests/analysis/
+        # test_cost_model_moments.py): SftAdamW's fp32 ages, bias corrections, update and
+        # denominator peak at 16 bytes per entry of a chunk; SftSM3, per matrix shape in a
+        # chunk, holds int64 rows and columns and repeat_interleave's int64 matrix numbers
+        # with its own int64 index (32 bytes an entry of that shape's matrices), beside the
+        # fp32 nu of the shapes before it (analysis.cost_model.memory).
+        optimizer_unit="chunk", adamw_step_transient=16, sm3_step_transient=32,
         # The layer's input is rebuilt in the backward from what its producers saved (RMSNorm's
         # fp32 input and 1/rms, SwiGLU's SiLU(gate) and up), once per block input.
         rebuilds_inputs=True),

@@ -31,17 +31,32 @@ Llama (fp32, CPU): per token and block the frozen floor saves 6h + 3f + a floats
 - the loss: ``logits.float()`` then cross-entropy keeps the fp32 log-softmax (4V per token);
   the first backward op holds its gradient in and out besides (8V more).
 
-The peak is the larger of two moments: the start of the backward (every saved activation, the
-loss's gradients, under checkpointing one block recomputed) and the optimizer step (every
-gradient, the optimizer's temporaries, no activations). Gradients are set to None after each
-step, so they do not coexist with the next step's activations.
+The peak is the largest of three moments, each made of what is live then (gradients are set to
+None after each step, so they never coexist with the next step's activations):
+
+- the loss's backward, where the backward starts: every saved activation and the loss's
+  gradients;
+- the last block's backward (the first one the backward reaches), the loss's tensors freed:
+  every block's saved activations, under checkpointing that block recomputed, one matrix's
+  transient (SpIEL's dense dW, a dequantized W) and that block's gradients;
+- the first block's backward (the last one): the same transients, one block's activations,
+  and by then nearly every gradient (SFT-AG's estimation steps also hold each candidate's
+  step gradient until the optimizer step): the worst moment when the tuned state outweighs
+  the activations (short sequences, checkpointing);
+- the optimizer step: every gradient and the optimizer's temporaries, no activations.
+
+Earlier versions summed the recomputed block and the matrix transient into the first moment;
+they never coexist with the loss's gradients. ``finetune.profiling.allocations`` measures the
+three moments exactly on CPU (bf16, the dense path as on a GPU), and
+tests/analysis/test_cost_model_moments.py holds the model to them.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from analysis.cost_model.layout import DEFAULT_LAYOUT, SpielLayout, layout as get_layout
+from analysis.cost_model.layout import (DEFAULT_LAYOUT, STEP_CHUNK_ENTRIES, SpielLayout,
+                                         layout as get_layout)
 from analysis.cost_model.methods import Method, Setup
 from analysis.cost_model.shapes import ModelShape
 
@@ -76,7 +91,9 @@ class MemoryBreakdown:
     recompute: float
     matrix_transient: float
     optimizer_transient: float
-    backward_start: float
+    loss_backward: float
+    block_backward: float
+    backward_end: float
     optimizer_step: float
     peak: float
 
@@ -159,6 +176,15 @@ def spiel_bytes(shape: ModelShape, method: Method, setup: Setup, spiel: SpielLay
     return state, estimation, largest * pick
 
 
+def step_gradient_bytes(shape: ModelShape, method: Method, spiel: SpielLayout) -> float:
+    """SFT-AG's estimation steps: each candidate's gradient summed over the step's
+    micro-batches, built up through the backward and folded into the statistics before the
+    optimizer steps (``sft.SftSelector``'s step pre-hook)."""
+    if method.family != "sft" or method.selection != "ag":
+        return 0.0
+    return spiel.step_gradient * shape.lora_params(method.rank)
+
+
 def trainable_bytes(shape: ModelShape, method: Method, setup: Setup,
                     spiel: SpielLayout | None = None) -> tuple[float, float, float, float]:
     """(parameters, gradients, optimizer state, optimizer-step temporaries).
@@ -167,7 +193,8 @@ def trainable_bytes(shape: ModelShape, method: Method, setup: Setup,
     torch AdamW's two fp32 moments; on CUDA its foreach implementation holds about one more
     parameter-sized fp32 list while it computes the update. SpIEL: k values per matrix, fp32
     (bf16 under 4 bits, as the paper); SftAdamW the layout's bytes per value; SftSM3 4(d_out +
-    d_in) per matrix (+ 4 per value with momentum); its per-tensor temporaries are small."""
+    d_in) per matrix (+ 4 per value with momentum); their step's temporaries
+    (``optimizer_step_transient``)."""
     n = shape.lora_params(method.rank) if method.family != "frozen" else 0
     if method.family == "lora":
         foreach = 4 * n if setup.device == "cuda" else 0
@@ -180,8 +207,49 @@ def trainable_bytes(shape: ModelShape, method: Method, setup: Setup,
         else:
             opt = shape.layers * sum(4 * (d_in + d_out) for _, d_in, d_out in shape.block_linears())
             opt += (spiel.sm3 + (4 if method.sm3_momentum > 0 else 0)) * n
-        return value * n, value * n, opt, 0.0
+        return value * n, value * n, opt, optimizer_step_transient(shape, method, spiel)
     return 0.0, 0.0, 0.0, 0.0
+
+
+def _step_units(shape: ModelShape, rank: int, spiel: SpielLayout) -> list[list[tuple[tuple[int, int], int]]]:
+    """The (matrix shape, tuned entries) an optimizer step works on at once, in the model's
+    parameter order: runs of whole matrices of at most ``STEP_CHUNK_ENTRIES`` entries
+    (sft.optim's chunks), or one matrix at a time."""
+    matrices = [((d_out, d_in), k) for _ in range(shape.layers)
+                for _, d_in, d_out, k in shape.active_per_matrix(rank)]
+    if spiel.optimizer_unit != "chunk":
+        return [[m] for m in matrices]
+    units, current, size = [], [], 0
+    for m in matrices:
+        if current and size + m[1] > STEP_CHUNK_ENTRIES:
+            units.append(current)
+            current, size = [], 0
+        current.append(m)
+        size += m[1]
+    return units + [current] if current else units
+
+
+def optimizer_step_transient(shape: ModelShape, method: Method, spiel: SpielLayout) -> float:
+    """The most bytes SpIEL's optimizer step holds beyond its state, gradients and values, at
+    its worst unit (``_step_units``). SftAdamW: ``adamw_step_transient`` per entry of the
+    unit. SftSM3 works through a unit's matrices shape by shape, in order of appearance,
+    keeping each shape's fp32 nu (4 bytes an entry) for the update while the next shape holds
+    ``sm3_step_transient`` per entry; bf16 deltas add its fp32 copy of the gradients (4)."""
+    worst = 0.0
+    for unit in _step_units(shape, method.rank, spiel):
+        entries = sum(k for _, k in unit)
+        if method.selection == "ag":
+            worst = max(worst, spiel.adamw_step_transient * entries)
+            continue
+        by_shape: dict[tuple[int, int], int] = {}
+        for matrix_shape, k in unit:
+            by_shape[matrix_shape] = by_shape.get(matrix_shape, 0) + k
+        done = 0
+        copy = 4 * entries if method.quantized else 0
+        for k in by_shape.values():
+            worst = max(worst, copy + 4 * done + spiel.sm3_step_transient * k)
+            done += k
+    return worst
 
 
 def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
@@ -220,13 +288,28 @@ def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | S
     state, estimation, dense_tmp = spiel_bytes(shape, method, setup, spiel_layout, delta_grad)
     saved, recompute = activation_bytes(shape, method, setup, spiel_layout)
     loss_tmp = 8 * shape.vocab * setup.tokens
+    log_softmax = 4 * shape.vocab * setup.tokens  # saved, freed by the loss's backward
     matrix_tmp = max(matrix_transient(shape, method, setup, spiel_layout, delta_grad), dense_tmp)
     persistent = weights + params + opt + state + estimation
-    backward_start = persistent + saved + loss_tmp + recompute + matrix_tmp
+    step_grads = step_gradient_bytes(shape, method, spiel_layout)
+    # what one block keeps until its own backward: its saved activations, or under
+    # checkpointing its input and, once the backward reaches it, its recomputed activations
+    if setup.activation_checkpointing:
+        one_block = setup.tokens * _stream_bytes(method, setup) * shape.hidden + recompute
+    else:
+        one_block = setup.tokens * block_activation_bytes(shape, method, setup, spiel_layout)
+    # a block's backward also holds gradients of its own activations: the MLP's backward keeps
+    # three T x f at once (down_proj's input gradient, then the gradients of SiLU(gate) and up)
+    block_tmp = max(matrix_tmp, 3 * setup.tokens * shape.intermediate * _stream_bytes(method, setup))
+    loss_backward = persistent + saved + loss_tmp
+    block_backward = (persistent + saved - log_softmax + recompute + block_tmp
+                      + (grads + step_grads) / shape.layers)
+    backward_end = persistent + one_block + block_tmp + grads + step_grads
     optimizer_step = persistent + grads + opt_tmp
     return MemoryBreakdown(weights, params, grads, opt, state, estimation, saved, loss_tmp,
-                           recompute, matrix_tmp, opt_tmp, backward_start, optimizer_step,
-                           max(backward_start, optimizer_step))
+                           recompute, matrix_tmp, opt_tmp, loss_backward, block_backward,
+                           backward_end, optimizer_step,
+                           max(loss_backward, block_backward, backward_end, optimizer_step))
 
 
 def cuda_cap_gib(breakdown: MemoryBreakdown) -> float:

@@ -122,8 +122,15 @@ def _phase(selector, estimating: bool, reselections_before: int) -> str:
     return "estimate" if estimating else "plain"
 
 
-def run_steps(spec: MeasureSpec) -> dict:
-    """Build the method, run warm-up + measured steps, return the record (no file I/O)."""
+def run_steps(spec: MeasureSpec, bf16: bool | None = None) -> dict:
+    """Build the method, run warm-up + measured steps, return the record (no file I/O).
+
+    ``bf16``: weights and autocast in bf16; default where the hardware supports it (the paper
+    trains in bf16 on GPUs; fp32 on CPU). True on CPU lays tensors out as on a GPU, for
+    :mod:`finetune.profiling.allocations`. Each step's forward, backward and optimizer step
+    are marked ``measure.forward``, ``measure.backward`` and ``measure.optimizer_step`` for
+    a profiler."""
+    from torch.profiler import record_function
     from transformers import TrainerControl, TrainerState, TrainingArguments, set_seed
 
     from baselines.loading import bf16_supported
@@ -133,7 +140,7 @@ def run_steps(spec: MeasureSpec) -> dict:
     set_seed(spec.seed)
     device = _device()
     total_gib = _apply_memory_cap(spec.memory_cap_gib)
-    bf16 = bf16_supported()  # the paper trains in bf16 on GPUs; fp32 on CPU
+    bf16 = bf16_supported() if bf16 is None else bf16
     rss_start = current_rss_mb()
     model, optimizer, callbacks, method, trainable = _build(spec, bf16)
     model.train()
@@ -154,13 +161,16 @@ def run_steps(spec: MeasureSpec) -> dict:
         reselections = selector.num_reselections if selector is not None else 0
         _sync(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with record_function("measure.forward"), \
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
+        with record_function("measure.backward"):
+            loss.backward()
         if optimizer is not None:
-            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            with record_function("measure.optimizer_step"):
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
         _sync(device)
         hooks_start = time.perf_counter()
         state.global_step = step + 1

@@ -81,7 +81,10 @@ def test_trainable_gradients_and_optimizer_state():
     assert mem.trainable_bytes(SHAPE, m("lora"), CUDA) == (4 * n, 4 * n, 8 * n, 4 * n)
     assert mem.trainable_bytes(SHAPE, m("lora"), CPU)[3] == 0
     # SftAdamW: two fp32 moments (compact: the age is SpIEL's state); before: its own age too
-    assert mem.trainable_bytes(SHAPE, m("sft-ag"), CUDA) == (4 * n, 4 * n, 8 * n, 0)
+    # ... and its step's temporaries, 16 bytes per entry of its chunk (here every matrix's
+    # entries, the budget spread at one density and rounded per matrix)
+    chunk = SHAPE.layers * sum(k for *_, k in SHAPE.active_per_matrix(2))
+    assert mem.trainable_bytes(SHAPE, m("sft-ag"), CUDA) == (4 * n, 4 * n, 8 * n, 16 * chunk)
     assert mem.trainable_bytes(SHAPE, m("sft-ag"), CUDA, LAYOUTS["plans"])[2] == 12 * n
     assert mem.trainable_bytes(SHAPE, m("qsft-ag"), CUDA)[:2] == (2 * n, 2 * n)
     # SM3: one fp32 accumulator per row and column of each matrix
@@ -161,13 +164,19 @@ def test_dispatcher_path_launch_term_and_reselection():
     assert timing.step_cost(SHAPE, m("lora"), CPU, cpu).host_seconds == 0
 
 
-def test_the_h200_table_old_layout_within_issue_21s_goals_new_layout_predicted():
-    """docs/benchmarks.md, GPU section: the layout the H200 measured ("plans") within 10% of
-    its peak memory and 25% of its plain step over the floor in every cell; the compact layout
-    predicted below LoRA's memory and time without checkpointing, and a reselection <= 0.2 s."""
+def test_the_h200_table_old_layout_against_issue_21s_goals_new_layout_predicted():
+    """docs/benchmarks.md, GPU section: the layout the H200 measured ("plans") within 25% of its
+    plain step over the floor in every cell, and within 10% of its peak memory in 9 of 12: the
+    model's moments hold to the byte on CPU (test_cost_model_moments.py), and the H200 held
+    more than they price in SFT-AG with checkpointing (-10.4%), qSFT-AG (-11%) and qSFT-MA with
+    checkpointing (-14%), every error below the measurement. The compact layout predicted below
+    LoRA's memory and time without checkpointing, and a reselection <= 0.2 s."""
     old = validate.gpu("plans")
     assert len(old) == 12
-    assert (old["memory_error"].abs() <= validate.GPU_MEMORY_GOAL).all()
+    within = old["memory_error"].abs() <= validate.GPU_MEMORY_GOAL
+    assert within.sum() == 9 and (old["memory_error"] < 0.02).all()
+    assert sorted(zip(old[~within]["method_id"], old[~within]["activation_checkpointing"])) == [
+        ("qsft-ag", False), ("qsft-ma", True), ("sft-ag", True)]
     assert (old["time_error"].abs() <= validate.GPU_TIME_GOAL).all()
     new = validate.gpu("compact").set_index(["method_id", "activation_checkpointing"])
     lora = new.loc[("lora", False)]
@@ -178,12 +187,17 @@ def test_the_h200_table_old_layout_within_issue_21s_goals_new_layout_predicted()
     assert (new["delta_grad"] == "dense").all()
 
 
-def test_peak_is_the_worse_of_the_backward_start_and_the_optimizer_step():
+def test_peak_is_the_worst_of_four_moments():
+    """The moments' contents (tests/analysis/test_cost_model_moments.py measures them)."""
     b = mem.peak_memory(SHAPE, m("sft-ag"), CUDA)
     persistent = b.weights + b.trainable + b.optimizer + b.spiel_state + b.spiel_estimation
-    assert b.backward_start == persistent + b.activations + b.loss_transient + b.matrix_transient
-    assert b.optimizer_step == persistent + b.gradients
-    assert b.peak == max(b.backward_start, b.optimizer_step)
+    assert b.loss_backward == persistent + b.activations + b.loss_transient
+    step_grads = 4 * 512  # SFT-AG's candidates' step gradient (K = n = 512 here)
+    assert b.backward_end > persistent + b.gradients + step_grads + b.matrix_transient
+    assert b.optimizer_step == persistent + b.gradients + b.optimizer_transient
+    assert b.peak == max(b.loss_backward, b.block_backward, b.backward_end, b.optimizer_step)
+    ma = mem.peak_memory(SHAPE, m("sft-ma"), CUDA)
+    assert ma.backward_end - ma.gradients < b.backward_end - b.gradients - step_grads
     paged = mem.peak_memory(SHAPE, m("qlora"), CUDA, paged_optimizer=True)
     assert paged.optimizer == 0 and paged.optimizer_transient == 0
     assert mem.cuda_cap_gib(b) == 1.0  # a few kB round up to one whole GiB
@@ -211,26 +225,26 @@ def test_facts_restated_from_the_code_agree_with_it():
 def test_the_validation_errors_are_the_ones_docs_benchmarks_states():
     """docs/benchmarks.md, "Cost model vs the paper's Table 3 and this machine": the error of
     every cell, in whole percent (ours, the paper's SpIEL code)."""
-    stated = {  # (model, method, checkpointing): (ours, paper code)
+    stated = {
         ("Llama-2-7b", "lora", False): (-20, -20), ("Llama-2-7b", "lora", True): (-6, -6),
         ("Llama-2-13b", "lora", False): (-18, -18), ("Llama-2-13b", "lora", True): (0, 0),
         ("Llama-2-7b", "sft-ag", False): (-18, -9), ("Llama-2-7b", "sft-ag", True): (0, 5),
-        ("Llama-2-13b", "sft-ag", False): (-14, -5), ("Llama-2-13b", "sft-ag", True): (0, 6),
-        ("Llama-2-7b", "sft-ma", False): (-17, -10), ("Llama-2-7b", "sft-ma", True): (0, 0),
-        ("Llama-2-13b", "sft-ma", False): (-16, -10), ("Llama-2-13b", "sft-ma", True): (0, -3),
-        ("Llama-2-7b", "qlora", False): (-13, -13), ("Llama-2-7b", "qlora", True): (0, 0),
-        ("Llama-2-13b", "qlora", False): (-11, -11), ("Llama-2-13b", "qlora", True): (8, 8),
-        ("Llama-2-7b", "qsft-ag", False): (-31, -15), ("Llama-2-7b", "qsft-ag", True): (-15, -8),
-        ("Llama-2-13b", "qsft-ag", False): (-28, -15), ("Llama-2-13b", "qsft-ag", True): (-11, 0),
+        ("Llama-2-13b", "sft-ag", False): (-16, -5), ("Llama-2-13b", "sft-ag", True): (0, 3),
+        ("Llama-2-7b", "sft-ma", False): (-20, -10), ("Llama-2-7b", "sft-ma", True): (0, -6),
+        ("Llama-2-13b", "sft-ma", False): (-18, -10), ("Llama-2-13b", "sft-ma", True): (-3, -3),
+        ("Llama-2-7b", "qlora", False): (-13, -13), ("Llama-2-7b", "qlora", True): (-12, -12),
+        ("Llama-2-13b", "qlora", False): (-11, -11), ("Llama-2-13b", "qlora", True): (0, 0),
+        ("Llama-2-7b", "qsft-ag", False): (-31, -19), ("Llama-2-7b", "qsft-ag", True): (-23, -15),
+        ("Llama-2-13b", "qsft-ag", False): (-30, -15), ("Llama-2-13b", "qsft-ag", True): (-11, -5),
         ("Llama-2-7b", "qsft-ma", False): (-32, -23), ("Llama-2-7b", "qsft-ma", True): (-30, -30),
-        ("Llama-2-13b", "qsft-ma", False): (-31, -23), ("Llama-2-13b", "qsft-ma", True): (-14, -21),
+        ("Llama-2-13b", "qsft-ma", False): (-31, -23), ("Llama-2-13b", "qsft-ma", True): (-21, -21),
     }
     table = validate.paper_memory()
     assert len(table) == len(stated) == 24
     for r in table.itertuples():
         ours, theirs = stated[(r.model, r.method_id, r.activation_checkpointing)]
         assert round(100 * r.error) == ours and round(100 * r.paper_code_error) == theirs, r
-    assert (table["error"].abs() <= validate.GOAL).sum() == 13  # the count docs/benchmarks.md claims
+    assert (table["error"].abs() <= validate.GOAL).sum() == 11  # the count docs/benchmarks.md claims
     cpu = validate.cpu()
     assert len(cpu) == 12 and (cpu["memory_error"] < 0).all()  # RSS residue the model leaves out
     assert (cpu["time_error"].abs() <= 0.27).all()

@@ -149,6 +149,32 @@ def test_ag_growth_and_seeded_moments_match_dense_reference(micro_batches):
         assert bool((opt.ages(layer.values) == 2).all())
 
 
+def test_ag_step_gradient_is_folded_before_the_optimizer_steps():
+    """The candidates' step gradient (4 bytes each) is folded into the estimation statistics in
+    the optimizer's step pre-hook, so it never coexists with the optimizer's temporaries, and
+    the selector's step does not count that optimizer step twice."""
+    model, _, opt, selector = _setup("ag")
+    seen = []
+
+    def inspect(*_):
+        estimators = [layer.estimator for _, layer in model.sft_layers()]
+        seen.append([(e.in_middle_of_step, e.num_steps) for e in estimators if e is not None])
+
+    opt.register_step_pre_hook(inspect)  # after the selector's own, so it sees the fold
+    _train(model, opt, selector, 1)
+    assert seen and seen[0] and all(pair == (False, 1) for pair in seen[0])
+    assert all(layer.estimator.num_steps == 1 for _, layer in model.sft_layers())
+    # a step whose optimizer did not run its step() (no pre-hook) is still folded by the
+    # selector: the first reselection, at this second step, seeds every grown value with the
+    # phase's two steps, so each is two steps old
+    ids = token_batch(99)
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.zero_grad()
+    selector.step()
+    assert selector.num_reselections == 1
+    assert all(bool((opt.ages(layer.values) == 2).all()) for _, layer in model.sft_layers())
+
+
 def _dense_growth(row, col, k, excluded):
     """Reference: the dense fp32 scores, excluded set to -inf, top k by (score desc, flat asc)."""
     scores = (row.float()[:, None] * col.float()[None, :]).reshape(-1)
