@@ -40,7 +40,8 @@ class SftTrainerCallback(TrainerCallback):
         self._logged_step = -1
 
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
-        self.selector.bind(optimizer=optimizer, total_steps=state.max_steps)
+        self.selector.bind(optimizer=optimizer, total_steps=state.max_steps,
+                           micro_batches_per_step=args.gradient_accumulation_steps)
         if state.global_step == self.selector.completed_steps:
             return
         checkpoint = _checkpoint_dir(args, state)

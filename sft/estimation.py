@@ -12,9 +12,10 @@ Two defects of the reference implementation are avoided here:
   sum of squares are updated, so with gradient accumulation the moments are at full-step scale
   (the scale Adam sees), not shrunk by 1/accumulation. That step gradient exists only from a
   step's first backward to the start of its optimizer step (``sft.SftSelector`` folds it in
-  the optimizer's step pre-hook): at the start of a step's first backward (the peak without
-  accumulation) and during the optimizer's step, a candidate holds 12 bytes (index, sum, sum
-  of squares), not 16.
+  the optimizer's step pre-hook), and not at all when a step is known to be one micro-batch
+  without loss scaling (``fold_each_micro_batch``): its gradient is then folded as it is
+  made, with the same arithmetic. A candidate holds 12 bytes (index, sum, sum of squares),
+  plus 4 through the backward of a step of several micro-batches.
 Under ``torch.distributed`` the dense gradient used to pick candidates and each step's
 candidate gradient are averaged over ranks, so every rank selects identically.
 """
@@ -31,10 +32,14 @@ from .kernels import DeltaGradPlan, make_plan
 class CandidateEstimator:
     """Growth candidates of one matrix and their gradient statistics over one phase."""
 
-    def __init__(self, num_candidates: int, shape: tuple[int, int], index_dtype: torch.dtype):
+    def __init__(self, num_candidates: int, shape: tuple[int, int], index_dtype: torch.dtype,
+                 fold_each_micro_batch: bool = False):
         self.num_candidates = num_candidates
         self.shape = shape
         self.index_dtype = index_dtype
+        # every optimizer step is one micro-batch and no GradScaler may skip it: fold its
+        # gradient into the sums as it comes instead of keeping it until the step ends
+        self.fold_each_micro_batch = fold_each_micro_batch
         self.candidates: Tensor | None = None
         self.plan: DeltaGradPlan | None = None
         self._step_grad: Tensor | None = None
@@ -76,18 +81,30 @@ class CandidateEstimator:
         self.candidates = picked.to(self.index_dtype)
         self.plan = make_plan(self.candidates, self.shape)
         zeros = torch.zeros(k, dtype=torch.float32, device=flat.device)
-        self._step_grad = flat[picked].clone()
         self.grad_sum, self.grad_sq_sum = zeros, zeros.clone()
-        self._observed_this_step = True
+        self._add_to_step(flat[picked])
 
     @torch.no_grad()
     def observe(self, candidate_grad: Tensor) -> None:
         """Add one micro-batch's gradient at the candidates (from the sparse kernel)."""
-        if self._step_grad is None:  # the step's first micro-batch
+        self._add_to_step(candidate_grad)
+
+    def _add_to_step(self, candidate_grad: Tensor) -> None:
+        if self.fold_each_micro_batch:
+            if self._observed_this_step:
+                raise RuntimeError("a second micro-batch in an optimizer step that was declared "
+                                   "to have one (SftSelector's micro_batches_per_step)")
+            self._fold(candidate_grad.to(torch.float32, copy=True))
+        elif self._step_grad is None:  # the step's first micro-batch
             self._step_grad = candidate_grad.to(torch.float32, copy=True)
         else:
             self._step_grad.add_(candidate_grad.float())
         self._observed_this_step = True
+
+    def _fold(self, step_grad: Tensor) -> None:
+        step_grad = all_reduce_mean_(step_grad)
+        self.grad_sum.add_(step_grad)
+        self.grad_sq_sum.addcmul_(step_grad, step_grad)
 
     @torch.no_grad()
     def end_step(self, inv_scale: float | None = None) -> None:
@@ -99,14 +116,15 @@ class CandidateEstimator:
         discarded like a step the scaler skipped."""
         if not self._observed_this_step:
             return
-        step_grad = all_reduce_mean_(self._step_grad)
-        if inv_scale is not None:
-            step_grad.mul_(inv_scale)
-            if not bool(torch.isfinite(step_grad).all()):
-                self.discard_step()
-                return
-        self.grad_sum.add_(step_grad)
-        self.grad_sq_sum.addcmul_(step_grad, step_grad)
+        if not self.fold_each_micro_batch:
+            step_grad = all_reduce_mean_(self._step_grad)
+            if inv_scale is not None:
+                step_grad.mul_(inv_scale)
+                if not bool(torch.isfinite(step_grad).all()):
+                    self.discard_step()
+                    return
+            self.grad_sum.add_(step_grad)
+            self.grad_sq_sum.addcmul_(step_grad, step_grad)
         self.num_steps += 1
         self._step_grad = None
         self._observed_this_step = False

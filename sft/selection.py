@@ -77,18 +77,25 @@ class SftSelector:
     With gradient accumulation, call :meth:`step` once per optimizer step, not per micro-batch:
     candidate gradients of the micro-batches are summed into one step gradient.
 
+    ``micro_batches_per_step`` (:class:`sft.SftTrainerCallback` gives the Trainer's
+    ``gradient_accumulation_steps``): 1 lets SFT-AG's estimation fold each step's candidate
+    gradient into its statistics as it is made, instead of keeping it (4 bytes per candidate)
+    until the optimizer steps; the numbers are the same.
+
     fp16 loss scaling: pass the ``torch.amp.GradScaler`` as ``grad_scaler`` (the Trainer's is
     found on accelerate's wrapped optimizer). The estimation phase then unscales what it
     accumulates, and drops the steps the scaler skips for inf/NaN gradients, so grown weights
     get Adam moments at the true gradient scale.
     """
 
-    def __init__(self, model, optimizer=None, total_steps: int | None = None, grad_scaler=None):
+    def __init__(self, model, optimizer=None, total_steps: int | None = None, grad_scaler=None,
+                 micro_batches_per_step: int | None = None):
         self.model = model
         self.config = model.sft_config
         self.optimizer = None
         self.total_steps = None
         self.grad_scaler = grad_scaler
+        self.micro_batches_per_step = micro_batches_per_step
         self.completed_steps = 0
         self.next_reselection = self.config.accumulation_steps
         self.last_replaced: dict[str, int] = {}
@@ -96,10 +103,15 @@ class SftSelector:
         self._regrown: list[Tensor] = []  # per reselected batch, on the device
         self.bind(optimizer, total_steps)
 
-    def bind(self, optimizer=None, total_steps: int | None = None) -> None:
-        """Attach the optimizer and/or the run length (each only if not already set). A
-        wrapped optimizer that carries a ``scaler`` (accelerate's, under fp16) also gives the
-        selector its GradScaler."""
+    def bind(self, optimizer=None, total_steps: int | None = None,
+             micro_batches_per_step: int | None = None) -> None:
+        """Attach the optimizer, the run length and/or the micro-batches per optimizer step
+        (each only if not already set). A wrapped optimizer that carries a ``scaler``
+        (accelerate's, under fp16) also gives the selector its GradScaler."""
+        if micro_batches_per_step is not None and self.micro_batches_per_step is None:
+            if int(micro_batches_per_step) < 1:
+                raise ValueError(f"micro_batches_per_step must be >= 1, got {micro_batches_per_step!r}")
+            self.micro_batches_per_step = int(micro_batches_per_step)
         if optimizer is not None and self.grad_scaler is None:
             self.grad_scaler = find_grad_scaler(optimizer)
         if optimizer is not None and self.optimizer is None:
@@ -118,6 +130,9 @@ class SftSelector:
                 raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
             self.total_steps = int(total_steps)
             self._maybe_begin_estimation()
+        for _, layer in self._layers():  # a phase begun before this bind, between steps
+            if layer.estimator is not None and not layer.estimator.in_middle_of_step:
+                layer.estimator.fold_each_micro_batch = self._fold_each_micro_batch
 
     @property
     def num_reselections(self) -> int:
@@ -141,7 +156,14 @@ class SftSelector:
         if not self._will_reselect(self.next_reselection):
             return
         for _, layer in self._layers():
-            layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype)
+            layer.estimator = CandidateEstimator(layer.num_active, layer.shape, layer.indices.dtype,
+                                                 self._fold_each_micro_batch)
+
+    @property
+    def _fold_each_micro_batch(self) -> bool:
+        """A step's candidate gradient may be folded as it is made: one micro-batch a step,
+        and no GradScaler that might skip the step or unscale it afterwards."""
+        return self.micro_batches_per_step == 1 and self.grad_scaler is None
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         """The optimizer is about to step (a GradScaler skips inf/NaN steps, and this hook with
@@ -401,5 +423,6 @@ class SftSelector:
                 layer.estimator = CandidateEstimator.restore(
                     tensors[f"{name}.candidates"].to(device), tensors[f"{name}.grad_sum"].to(device),
                     tensors[f"{name}.grad_sq_sum"].to(device), int(phase_steps[name]), layer.shape)
+                layer.estimator.fold_each_micro_batch = self._fold_each_micro_batch
         if self.total_steps is not None:
             self._maybe_begin_estimation()

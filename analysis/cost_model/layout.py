@@ -38,7 +38,6 @@ class SpielLayout:
     plan_row: int           # kernel plan at rest per row of W (CSR row pointers), SDDMM path
     candidate: int          # SFT-AG's estimation phase, per candidate (K = k)
     candidate_plan: int     # the candidates' own kernel plan, per candidate, SDDMM path
-    step_gradient: int      # SFT-AG: a step's candidate gradient, per candidate, through its backward
     pick_fp32_copy: bool    # the candidate pick holds an fp32 copy of a bf16 dense dW
     pick_abs_fp32: bool     # |dW| for the top-K pick is fp32 (else dW's own dtype)
     forward_ops: int        # kernels one SFT layer launches per forward beyond the frozen matmul
@@ -67,7 +66,6 @@ LAYOUTS = {
         plan_row=8,                         # CSR int64 row pointers
         candidate=4 + 4 + 4 + 4,            # int32 candidates, step gradient, sum, sum of squares
         candidate_plan=8 + 4,               # the candidates' CSR columns and placeholder values
-        step_gradient=0,                    # counted in ``candidate``
         pick_fp32_copy=True, pick_abs_fp32=True,
         # forward: indices.long(), W's entries gathered, fp32 add, cast back, W patched and
         # restored (2 index_copy_); backward: the same 7 again (W + Delta for the input
@@ -86,12 +84,11 @@ LAYOUTS = {
         adamw=4 + 4,                        # exp_avg, exp_avg_sq fp32 (the age is ``age``)
         sm3=0,
         plan_sddmm=0, plan_dense=0, plan_row=0,  # no per-entry plan at rest: indices stay sorted
-        # int32 candidates, grad_sum, grad_sq_sum; the step's gradient lives from a step's
-        # first backward to its optimizer step only, so one micro-batch a step (the model's
-        # setup) never holds it at the start of the backward
+        # int32 candidates, grad_sum, grad_sq_sum; with one micro-batch a step (the model's
+        # setup; sft.SftSelector's micro_batches_per_step) each candidate's gradient is folded
+        # into them as it is made (with several, 4 bytes more through the backward)
         candidate=4 + 4 + 4,
         candidate_plan=0,
-        step_gradient=4,                    # fp32, summed over the step's micro-batches
         pick_fp32_copy=False, pick_abs_fp32=False,  # one dense dW of one layer at a time
         # Counted on the library (tests/analysis/test_cost_model_kernels.py holds them), bf16,
         # dense path. Forward: W's entries gathered, cast to fp32, added, cast back, W patched

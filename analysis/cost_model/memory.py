@@ -40,9 +40,8 @@ None after each step, so they never coexist with the next step's activations):
   every block's saved activations, under checkpointing that block recomputed, one matrix's
   transient (SpIEL's dense dW, a dequantized W) and that block's gradients;
 - the first block's backward (the last one): the same transients, one block's activations,
-  and by then nearly every gradient (SFT-AG's estimation steps also hold each candidate's
-  step gradient until the optimizer step): the worst moment when the tuned state outweighs
-  the activations (short sequences, checkpointing);
+  and by then nearly every gradient: the worst moment when the tuned state outweighs the
+  activations (short sequences, checkpointing);
 - the optimizer step: every gradient and the optimizer's temporaries, no activations.
 
 Earlier versions summed the recomputed block and the matrix transient into the first moment;
@@ -176,15 +175,6 @@ def spiel_bytes(shape: ModelShape, method: Method, setup: Setup, spiel: SpielLay
     return state, estimation, largest * pick
 
 
-def step_gradient_bytes(shape: ModelShape, method: Method, spiel: SpielLayout) -> float:
-    """SFT-AG's estimation steps: each candidate's gradient summed over the step's
-    micro-batches, built up through the backward and folded into the statistics before the
-    optimizer steps (``sft.SftSelector``'s step pre-hook)."""
-    if method.family != "sft" or method.selection != "ag":
-        return 0.0
-    return spiel.step_gradient * shape.lora_params(method.rank)
-
-
 def trainable_bytes(shape: ModelShape, method: Method, setup: Setup,
                     spiel: SpielLayout | None = None) -> tuple[float, float, float, float]:
     """(parameters, gradients, optimizer state, optimizer-step temporaries).
@@ -291,7 +281,6 @@ def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | S
     log_softmax = 4 * shape.vocab * setup.tokens  # saved, freed by the loss's backward
     matrix_tmp = max(matrix_transient(shape, method, setup, spiel_layout, delta_grad), dense_tmp)
     persistent = weights + params + opt + state + estimation
-    step_grads = step_gradient_bytes(shape, method, spiel_layout)
     # what one block keeps until its own backward: its saved activations, or under
     # checkpointing its input and, once the backward reaches it, its recomputed activations
     if setup.activation_checkpointing:
@@ -303,8 +292,8 @@ def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | S
     block_tmp = max(matrix_tmp, 3 * setup.tokens * shape.intermediate * _stream_bytes(method, setup))
     loss_backward = persistent + saved + loss_tmp
     block_backward = (persistent + saved - log_softmax + recompute + block_tmp
-                      + (grads + step_grads) / shape.layers)
-    backward_end = persistent + one_block + block_tmp + grads + step_grads
+                      + grads / shape.layers)
+    backward_end = persistent + one_block + block_tmp + grads
     optimizer_step = persistent + grads + opt_tmp
     return MemoryBreakdown(weights, params, grads, opt, state, estimation, saved, loss_tmp,
                            recompute, matrix_tmp, opt_tmp, loss_backward, block_backward,

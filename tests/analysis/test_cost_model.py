@@ -192,12 +192,10 @@ def test_peak_is_the_worst_of_four_moments():
     b = mem.peak_memory(SHAPE, m("sft-ag"), CUDA)
     persistent = b.weights + b.trainable + b.optimizer + b.spiel_state + b.spiel_estimation
     assert b.loss_backward == persistent + b.activations + b.loss_transient
-    step_grads = 4 * 512  # SFT-AG's candidates' step gradient (K = n = 512 here)
-    assert b.backward_end > persistent + b.gradients + step_grads + b.matrix_transient
+    assert b.backward_end > persistent + b.gradients + b.matrix_transient
+    assert b.block_backward > persistent + b.activations - 4 * 32 * 4 + b.gradients / 2
     assert b.optimizer_step == persistent + b.gradients + b.optimizer_transient
     assert b.peak == max(b.loss_backward, b.block_backward, b.backward_end, b.optimizer_step)
-    ma = mem.peak_memory(SHAPE, m("sft-ma"), CUDA)
-    assert ma.backward_end - ma.gradients < b.backward_end - b.gradients - step_grads
     paged = mem.peak_memory(SHAPE, m("qlora"), CUDA, paged_optimizer=True)
     assert paged.optimizer == 0 and paged.optimizer_transient == 0
     assert mem.cuda_cap_gib(b) == 1.0  # a few kB round up to one whole GiB
@@ -226,25 +224,25 @@ def test_the_validation_errors_are_the_ones_docs_benchmarks_states():
     """docs/benchmarks.md, "Cost model vs the paper's Table 3 and this machine": the error of
     every cell, in whole percent (ours, the paper's SpIEL code)."""
     stated = {
-        ("Llama-2-7b", "lora", False): (-20, -20), ("Llama-2-7b", "lora", True): (-6, -6),
-        ("Llama-2-13b", "lora", False): (-18, -18), ("Llama-2-13b", "lora", True): (0, 0),
-        ("Llama-2-7b", "sft-ag", False): (-18, -9), ("Llama-2-7b", "sft-ag", True): (0, 5),
-        ("Llama-2-13b", "sft-ag", False): (-16, -5), ("Llama-2-13b", "sft-ag", True): (0, 3),
-        ("Llama-2-7b", "sft-ma", False): (-20, -10), ("Llama-2-7b", "sft-ma", True): (0, -6),
-        ("Llama-2-13b", "sft-ma", False): (-18, -10), ("Llama-2-13b", "sft-ma", True): (-3, -3),
-        ("Llama-2-7b", "qlora", False): (-13, -13), ("Llama-2-7b", "qlora", True): (-12, -12),
-        ("Llama-2-13b", "qlora", False): (-11, -11), ("Llama-2-13b", "qlora", True): (0, 0),
-        ("Llama-2-7b", "qsft-ag", False): (-31, -19), ("Llama-2-7b", "qsft-ag", True): (-23, -15),
-        ("Llama-2-13b", "qsft-ag", False): (-30, -15), ("Llama-2-13b", "qsft-ag", True): (-11, -5),
-        ("Llama-2-7b", "qsft-ma", False): (-32, -23), ("Llama-2-7b", "qsft-ma", True): (-30, -30),
-        ("Llama-2-13b", "qsft-ma", False): (-31, -23), ("Llama-2-13b", "qsft-ma", True): (-21, -21),
+        ('Llama-2-7b', 'lora', False): (-20, -20), ('Llama-2-7b', 'lora', True): (-6, -6),
+        ('Llama-2-13b', 'lora', False): (-18, -18), ('Llama-2-13b', 'lora', True): (0, 0),
+        ('Llama-2-7b', 'sft-ag', False): (-18, -9), ('Llama-2-7b', 'sft-ag', True): (0, 5),
+        ('Llama-2-13b', 'sft-ag', False): (-16, -5), ('Llama-2-13b', 'sft-ag', True): (-3, 3),
+        ('Llama-2-7b', 'sft-ma', False): (-20, -10), ('Llama-2-7b', 'sft-ma', True): (0, -6),
+        ('Llama-2-13b', 'sft-ma', False): (-18, -10), ('Llama-2-13b', 'sft-ma', True): (-3, -3),
+        ('Llama-2-7b', 'qlora', False): (-13, -13), ('Llama-2-7b', 'qlora', True): (-12, -12),
+        ('Llama-2-13b', 'qlora', False): (-11, -11), ('Llama-2-13b', 'qlora', True): (0, 0),
+        ('Llama-2-7b', 'qsft-ag', False): (-31, -19), ('Llama-2-7b', 'qsft-ag', True): (-23, -15),
+        ('Llama-2-13b', 'qsft-ag', False): (-30, -15), ('Llama-2-13b', 'qsft-ag', True): (-16, -5),
+        ('Llama-2-7b', 'qsft-ma', False): (-32, -23), ('Llama-2-7b', 'qsft-ma', True): (-30, -30),
+        ('Llama-2-13b', 'qsft-ma', False): (-31, -23), ('Llama-2-13b', 'qsft-ma', True): (-21, -21),
     }
     table = validate.paper_memory()
     assert len(table) == len(stated) == 24
     for r in table.itertuples():
         ours, theirs = stated[(r.model, r.method_id, r.activation_checkpointing)]
         assert round(100 * r.error) == ours and round(100 * r.paper_code_error) == theirs, r
-    assert (table["error"].abs() <= validate.GOAL).sum() == 11  # the count docs/benchmarks.md claims
+    assert (table["error"].abs() <= validate.GOAL).sum() == 10  # the count docs/benchmarks.md claims
     cpu = validate.cpu()
     assert len(cpu) == 12 and (cpu["memory_error"] < 0).all()  # RSS residue the model leaves out
     assert (cpu["time_error"].abs() <= 0.27).all()

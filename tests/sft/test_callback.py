@@ -50,6 +50,7 @@ def test_trainer_drives_reselection(tmp_path, trainer_builds_optimizer):
                       callbacks=[SftTrainerCallback(selector)], **extra)
     trainer.train()
     assert selector.completed_steps == 8 and selector.total_steps == 8
+    assert selector.micro_batches_per_step == 2  # the Trainer's gradient_accumulation_steps
     assert selector.num_reselections == 2  # after steps 2 and 5; at step 8 = T, k(T) = 0
     grown = torch.cat([layer.grown_at for _, layer in model.sft_layers()])
     assert set(grown.unique().tolist()) == {1, 2}
