@@ -18,7 +18,9 @@ the 7b model ~25 s, then per cell ~20 s to load plus 33 steps of 0.15-0.7 s: 30-
 ordered by importance, none starts after ``--budget-s`` (default 380 s) and none runs past
 ``--cell-timeout-s`` (default 100 s): at worst 380 + 100 = 480 s, the last cells (the
 checkpointed ones) skipped and recorded as such. ``--cells`` picks fewer; a model folder on a
-RAM disk (``--model-dir /dev/shm/...``) loads faster.
+RAM disk (``--model-dir /dev/shm/...``) loads faster. ``--memory-history`` records each cell's
+allocator history and lists, under the table, what was live at the peak by the code that
+allocated it (where a cell's memory differs from the cost model's).
 """
 from __future__ import annotations
 
@@ -161,6 +163,12 @@ def markdown(rows: list[dict], config: str, profile: str, layout: str, device: s
             f"{_fmt(r['mean_step_s'] / mean[floor] if ok and mean.get(floor) else None)} | "
             f"{_fmt(p.get('mean_vs_floor'))} | "
             f"{(f'{min(resel):.2f}-{max(resel):.2f}' if resel else '–')} | {_fmt(p.get('reselection_s'), '.3f')} |")
+    for r in rows:
+        sites = r.get("cuda_peak_sites")
+        if sites:
+            lines += ["", f"{r['cell']}: live at the peak ({sites['peak_bytes'] / GIB:.2f} GiB), "
+                      f"{sites['before_recording_bytes'] / GIB:.2f} GiB from before the first step, then by site:",
+                      *(f"- {size / GIB:.3f} GiB {site}" for site, size in sites["sites"])]
     return "\n".join(lines) + "\n"
 
 
@@ -250,7 +258,9 @@ def _run(args) -> list[dict]:
             spec = MeasureSpec(str(model_dir), method_id, rank=args.rank, batch_size=args.batch_size,
                                seq_len=args.seq_len, steps=args.steps, warmup_steps=args.warmup_steps,
                                activation_checkpointing=ckpt, model_size=args.model_size,
-                               threads=args.threads)
+                               threads=args.threads,
+                               cuda_memory_history=str(out / "cells" / f"{cell.replace(':', '-')}.pickle")
+                               if args.memory_history else None)
             cell_start = time.perf_counter()
             record = run_fresh(spec, out / "cells" / f"{cell.replace(':', '-')}.json", args.cell_timeout_s)
             row.update(record, cell_wall_s=time.perf_counter() - cell_start)
@@ -283,6 +293,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--cell-timeout-s", type=float, default=100.0, help="a cell that runs longer fails")
     p.add_argument("--profile", choices=sorted(DEVICES), help="cost model profile (default: h200 on cuda, cpu)")
     p.add_argument("--layout", choices=sorted(LAYOUTS), default=DEFAULT_LAYOUT, help="SpIEL layout priced")
+    p.add_argument("--memory-history", action="store_true",
+                   help="record each cell's CUDA allocation history (cells/CELL.pickle, for "
+                        "pytorch.org/memory_viz) and list what was live at its peak, by site")
     args = p.parse_args(argv)
     args.profile = args.profile or ("h200" if args.device == "cuda" else "cpu")
     args.model_size = args.model_size or None

@@ -1,5 +1,6 @@
-"""Exact peaks of allocated tensor bytes on CPU: the counterpart of CUDA's
-``max_memory_allocated``, per region of a training step.
+"""Exact peaks of allocated tensor bytes, and on CUDA what was live at the peak.
+
+On CPU: the counterpart of CUDA's ``max_memory_allocated``, per region of a training step.
 
 CPU tensors have no allocator statistics, and the peak RSS adds the Python heap, pages the
 allocator keeps after a free and whatever the process loaded, so it cannot check a byte-level
@@ -12,10 +13,15 @@ module. The profiler slows every op: take memory and time in separate runs.
 Regions are ``torch.profiler.record_function`` ranges (``finetune.profiling.measure`` marks
 each step's forward, backward and optimizer step; torch's optimizers mark their own ``step``).
 Live bytes count from the moment tracing starts, so build the model inside the trace.
+
+On CUDA the caching allocator records its own history with stacks; :func:`cuda_peak_sites`
+replays it to the peak and sums the live blocks by the code that made them, so that a GPU
+measurement above the cost model's prediction says where the difference lives.
 """
 from __future__ import annotations
 
 import bisect
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,3 +93,69 @@ def trace_allocations() -> Iterator[_Tracing]:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         yield holder
     holder.trace = AllocationTrace.from_events(prof.profiler.kineto_results.events())
+
+
+# ---- CUDA: the caching allocator's own history -------------------------------------------
+
+def record_cuda_history(max_entries: int = 1_000_000) -> int:
+    """Start recording every CUDA allocation and free with its Python stack
+    (``torch.cuda.memory._record_memory_history``, the data behind pytorch.org/memory_viz);
+    returns the bytes already allocated, the baseline :func:`cuda_peak_sites` adds."""
+    torch.cuda.memory._record_memory_history(enabled="all", context="alloc", stacks="python",
+                                             max_entries=max_entries)
+    return torch.cuda.memory_allocated()
+
+
+def stop_cuda_history(path=None) -> dict:
+    """Stop recording; the recorded history, also written to ``path`` if given (a pickle that
+    memory_viz opens)."""
+    snapshot = torch.cuda.memory._snapshot()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    if path is not None:
+        with open(path, "wb") as f:
+            pickle.dump(snapshot, f)
+    return snapshot
+
+
+def _site(frames: list[dict]) -> str:
+    """Where an allocation was made: its innermost Python frame outside torch itself."""
+    for frame in frames:
+        name = frame.get("filename", "")
+        if "/torch/" not in name and not name.startswith("<"):
+            short = name.split("site-packages/")[-1]
+            return f"{short}:{frame.get('line')} {frame.get('name')}"
+    return "torch internals" if frames else "no stack"
+
+
+def cuda_peak_sites(snapshot: dict, baseline: int, device: int = 0, top: int = 12,
+                    max_entries: int | None = None) -> dict:
+    """The peak of allocated bytes in a recorded history and what was live then, by the site
+    that made it: ``{"peak_bytes", "before_recording_bytes", "sites": [[site, bytes], ...]}``
+    (blocks made before recording began count in ``before_recording_bytes``, not in a site).
+
+    Replays the allocator's trace: "alloc" adds a block, "free_requested" (when the
+    allocated-bytes statistic drops) removes it; ``baseline`` is what was allocated when
+    recording began (:func:`record_cuda_history`). A history as long as ``max_entries`` may
+    have lost its start, and with it what the replay counts from: refused."""
+    trace = snapshot["device_traces"][device]
+    if max_entries is not None and len(trace) >= max_entries:
+        raise ValueError(f"the history filled its {max_entries} entries and lost its start: "
+                         "record fewer steps or raise max_entries")
+    live: dict[int, tuple[int, str]] = {}
+    total = peak = before = baseline
+    at_peak: dict[int, tuple[int, str]] = {}
+    for event in trace:
+        action = event["action"]
+        if action == "alloc":
+            live[event["addr"]] = (event["size"], _site(event.get("frames", [])))
+            total += event["size"]
+            if total > peak:
+                peak, at_peak, before = total, dict(live), total - sum(b for b, _ in live.values())
+        elif action == "free_requested":
+            total -= live.pop(event["addr"])[0] if event["addr"] in live else event["size"]
+    sites: dict[str, int] = {}
+    for size, site in at_peak.values():
+        sites[site] = sites.get(site, 0) + size
+    ranked = sorted(sites.items(), key=lambda item: -item[1])
+    return {"peak_bytes": peak, "before_recording_bytes": before,
+            "sites": [[site, size] for site, size in ranked[:top]]}

@@ -2,7 +2,9 @@
 
 Runs warm-up steps, then the measured steps, of one method on fixed-shape batches and writes
 a JSON record: time per step, the process's peak resident memory, and on CUDA
-``max_memory_allocated`` under an optional ``set_per_process_memory_fraction`` cap. Run it in
+``max_memory_allocated`` under an optional ``set_per_process_memory_fraction`` cap (with
+``--cuda-memory-history FILE``, also the allocator's history and what was live at its peak,
+by the code that allocated it: :func:`finetune.profiling.allocations.cuda_peak_sites`). Run it in
 a fresh process per measurement (:mod:`finetune.profiling.runner` does): peak RSS and the CUDA
 caching allocator are per process, so sharing one would let one method's allocations inflate
 the next one's.
@@ -70,6 +72,19 @@ def _apply_memory_cap(cap_gib: float | None) -> float | None:
         torch.cuda.set_per_process_memory_fraction(cap_gib / total, 0)
     torch.cuda.reset_peak_memory_stats()
     return total
+
+
+HISTORY_ENTRIES = 2_000_000
+
+
+def _start_history(spec: MeasureSpec, device: torch.device) -> int | None:
+    """With ``cuda_memory_history``, record the allocator's history from the first step on
+    (the model and its tuned state are built by then); the bytes allocated at that moment."""
+    if spec.cuda_memory_history is None:
+        return None
+    from finetune.profiling.allocations import record_cuda_history
+
+    return record_cuda_history(HISTORY_ENTRIES)
 
 
 def _build(spec: MeasureSpec, bf16: bool):
@@ -140,11 +155,15 @@ def run_steps(spec: MeasureSpec, bf16: bool | None = None) -> dict:
     set_seed(spec.seed)
     device = _device()
     total_gib = _apply_memory_cap(spec.memory_cap_gib)
+    if spec.cuda_memory_history is not None and device.type != "cuda":
+        raise ValueError("cuda_memory_history needs CUDA (on CPU, finetune.profiling.allocations"
+                         ".trace_allocations gives exact peaks)")
     bf16 = bf16_supported() if bf16 is None else bf16
     rss_start = current_rss_mb()
     model, optimizer, callbacks, method, trainable = _build(spec, bf16)
     model.train()
     rss_built = current_rss_mb()
+    history_from = _start_history(spec, device)
     n_steps = spec.warmup_steps + spec.steps
     args = TrainingArguments(output_dir=os.devnull, max_steps=n_steps, report_to=[],
                              use_cpu=device.type == "cpu", bf16=bf16)
@@ -198,6 +217,12 @@ def run_steps(spec: MeasureSpec, bf16: bool | None = None) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "bf16": bf16,
     }
+    if history_from is not None:
+        from finetune.profiling.allocations import cuda_peak_sites, stop_cuda_history
+
+        snapshot = stop_cuda_history(spec.cuda_memory_history)
+        record["cuda_peak_sites"] = cuda_peak_sites(snapshot, history_from,
+                                                    max_entries=HISTORY_ENTRIES)
     if hasattr(model, "delta_grad_paths"):  # SFT: which delta-gradient kernel each layer ran
         record["sft_delta_grad_paths"] = model.delta_grad_paths()
     if device.type == "cuda":

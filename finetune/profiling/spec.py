@@ -19,6 +19,7 @@ class MeasureSpec:
     model_size: str | None = None       # picks the method's per-size defaults (Table 4)
     threads: int | None = None
     memory_cap_gib: float | None = None  # CUDA only: set_per_process_memory_fraction
+    cuda_memory_history: str | None = None  # CUDA only: a file for the allocator's history
     seed: int = 0
 
     def __post_init__(self):

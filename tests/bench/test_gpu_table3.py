@@ -64,3 +64,13 @@ def test_plain_steps_and_reselections_come_from_the_phases():
               "step_phases": ["plain", "estimate", "plain", "first-reselect", "reselect"]}
     assert gpu_table3.plain_median_s(record) == 1.5  # plain steps only: 1 and 2
     assert gpu_table3.reselection_s(record) == [0.5]
+
+
+def test_the_table_lists_what_was_live_at_a_cells_peak():
+    gib = 2**30
+    row = {"cell": "sft-ag:ckpt", "method": "sft-ag", "ckpt": True, "status": "ok",
+           "cuda_peak_sites": {"peak_bytes": 18 * gib, "before_recording_bytes": 16 * gib,
+                               "sites": [["sft/layer.py:120 backward", gib // 2]]}}
+    text = gpu_table3.markdown([row], "llama-2-7b", "h200", "compact", "cuda")
+    assert ("sft-ag:ckpt: live at the peak (18.00 GiB), 16.00 GiB from before the first step, "
+            "then by site:\n- 0.500 GiB sft/layer.py:120 backward") in text

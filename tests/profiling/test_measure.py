@@ -92,11 +92,11 @@ def test_cuda_probe_that_crashes_without_oom_is_an_error(tmp_path, monkeypatch):
 def test_command_line_round_trip(tmp_path):
     spec = MeasureSpec("m", "sft-ag", rank=8, batch_size=3, seq_len=64, steps=5, warmup_steps=0,
                        activation_checkpointing=True, model_size="135m", threads=2,
-                       memory_cap_gib=3.0, seed=1)
+                       memory_cap_gib=3.0, cuda_memory_history="h.pickle", seed=1)
     back, out = parse_args(spec_to_argv(spec, tmp_path / "x.json"))
     assert back == spec and out == tmp_path / "x.json"
     plain = replace(spec, activation_checkpointing=False, model_size=None, threads=None,
-                    memory_cap_gib=None)
+                    memory_cap_gib=None, cuda_memory_history=None)
     assert parse_args(spec_to_argv(plain, tmp_path / "y.json"))[0] == plain
 
 
@@ -110,3 +110,11 @@ def test_invalid_specs_name_the_field():
 def test_memory_cap_needs_cuda(tiny_model):
     with pytest.raises(ValueError, match="needs CUDA"):
         measure(MeasureSpec(tiny_model, "original", memory_cap_gib=1.0, **SMALL))
+
+
+def test_allocation_history_needs_cuda_and_says_what_does_it_on_cpu(monkeypatch):
+    import finetune.profiling.measure as measure_module
+
+    monkeypatch.setattr(measure_module, "_build", lambda *a: pytest.fail("built before checking"))
+    with pytest.raises(ValueError, match="needs CUDA .*trace_allocations"):
+        measure(MeasureSpec("no-model-needed", "original", cuda_memory_history="h.pickle", **SMALL))
