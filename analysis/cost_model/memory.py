@@ -31,7 +31,7 @@ Llama (fp32, CPU): per token and block the frozen floor saves 6h + 3f + a floats
 - the loss: ``logits.float()`` then cross-entropy keeps the fp32 log-softmax (4V per token);
   the first backward op holds its gradient in and out besides (8V more).
 
-The peak is the largest of three moments, each made of what is live then (gradients are set to
+The peak is the largest of four moments, each made of what is live then (gradients are set to
 None after each step, so they never coexist with the next step's activations):
 
 - the loss's backward, where the backward starts: every saved activation and the loss's
@@ -46,7 +46,7 @@ None after each step, so they never coexist with the next step's activations):
 
 Earlier versions summed the recomputed block and the matrix transient into the first moment;
 they never coexist with the loss's gradients. ``finetune.profiling.allocations`` measures the
-three moments exactly on CPU (bf16, the dense path as on a GPU), and
+moments exactly on CPU (bf16, the dense path as on a GPU), and
 tests/analysis/test_cost_model_moments.py holds the model to them.
 """
 from __future__ import annotations

@@ -25,9 +25,13 @@ import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import torch
 from torch._C._autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
+
+from artifacts.atomic import atomic_path
 
 MEMORY_EVENT = "[memory]"
 
@@ -112,8 +116,8 @@ def stop_cuda_history(path=None) -> dict:
     snapshot = torch.cuda.memory._snapshot()
     torch.cuda.memory._record_memory_history(enabled=None)
     if path is not None:
-        with open(path, "wb") as f:
-            pickle.dump(snapshot, f)
+        with atomic_path(Path(path)) as tmp:
+            tmp.write_bytes(pickle.dumps(snapshot))
     return snapshot
 
 

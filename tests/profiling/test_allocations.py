@@ -49,3 +49,22 @@ def test_cuda_history_replays_to_the_peak_and_names_the_sites():
                               ["/repo/finetune/profiling/measure.py:7 fn", 50]]
     with pytest.raises(ValueError, match="lost its start"):
         cuda_peak_sites({"device_traces": [trace]}, baseline=1000, max_entries=len(trace))
+
+
+def test_cuda_history_is_recorded_and_written_through_torchs_allocator_calls(tmp_path, monkeypatch):
+    """No GPU here: torch's recording calls are stood in for, to run the code around them."""
+    import pickle
+
+    from finetune.profiling import allocations
+
+    calls = []
+    history = {"device_traces": [[_event("alloc", 1, 64, "/repo/sft/layer.py")]]}
+    monkeypatch.setattr(torch.cuda.memory, "_record_memory_history",
+                        lambda enabled="all", **kwargs: calls.append((enabled, kwargs)))
+    monkeypatch.setattr(torch.cuda.memory, "_snapshot", lambda: history)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: 512)
+    assert allocations.record_cuda_history(max_entries=10) == 512
+    assert allocations.stop_cuda_history(tmp_path / "h.pickle") == history
+    assert calls == [("all", {"context": "alloc", "stacks": "python", "max_entries": 10}), (None, {})]
+    assert pickle.loads((tmp_path / "h.pickle").read_bytes()) == history
+    assert [p.name for p in tmp_path.iterdir()] == ["h.pickle"]
