@@ -295,7 +295,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--layout", choices=sorted(LAYOUTS), default=DEFAULT_LAYOUT, help="SpIEL layout priced")
     p.add_argument("--memory-history", action="store_true",
                    help="record each cell's CUDA allocation history (cells/CELL.pickle, for "
-                        "pytorch.org/memory_viz) and list what was live at its peak, by site")
+                        "pytorch.org/memory_viz) and list what was live at its peak, by site; "
+                        "recording slows every allocation, so take times from a run without it")
     args = p.parse_args(argv)
     args.profile = args.profile or ("h200" if args.device == "cuda" else "cpu")
     args.model_size = args.model_size or None
