@@ -183,20 +183,15 @@ def test_ag_folds_each_micro_batch_when_a_step_has_one():
     for declared in (None, 1):
         model, _, opt, selector = _setup("ag")
         selector.bind(micro_batches_per_step=declared)
-        held = []
-
-        def after_backward(step):
-            held.append([layer.estimator._step_grad is not None
-                         for _, layer in model.sft_layers() if layer.estimator is not None])
-
         ids = token_batch(0)
         model(input_ids=ids, labels=ids).loss.backward()
-        after_backward(0)
+        held = [layer.estimator._step_grad is not None
+                for _, layer in model.sft_layers() if layer.estimator is not None]
         opt.step()
         opt.zero_grad()
         selector.step()
         _train(model, opt, selector, 7, seed=1)  # reselections at steps 2 and 8
-        runs[declared] = (model, opt, held[0])
+        runs[declared] = (model, opt, held)
     (kept, kept_opt, kept_held), (folded, folded_opt, folded_held) = runs[None], runs[1]
     assert kept_held and all(kept_held) and not any(folded_held)
     for (_, a), (_, b) in zip(kept.sft_layers(), folded.sft_layers()):
