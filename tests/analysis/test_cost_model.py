@@ -150,11 +150,11 @@ def test_dispatcher_path_launch_term_and_reselection():
     # the recomputed forward twice; SftSM3 one chunk: 4 kernels and 20 per matrix shape (4 here)
     shapes = len({(d_in, d_out) for _, d_in, d_out in SHAPE.block_linears()})
     assert shapes == 4
-    assert compact.host_seconds == pytest.approx((14 * (2 * 6 + 8) + 4 + shapes * 20) * h200.op_s)
+    assert compact.host_seconds == pytest.approx((14 * (2 * 4 + 6) + 4 + shapes * 20) * h200.op_s)
     # without checkpointing, 7 kernels per block rebuild the inputs: 2 norms (product, cast,
     # weight) and the SwiGLU product
     rebuilt = timing.step_cost(SHAPE, m("sft-ma"), CUDA, h200, layout("compact"))
-    assert rebuilt.host_seconds == pytest.approx((14 * (6 + 8) + 4 + shapes * 20 + 2 * 7) * h200.op_s)
+    assert rebuilt.host_seconds == pytest.approx((14 * (4 + 6) + 4 + shapes * 20 + 2 * 7) * h200.op_s)
     # reselection: per matrix (14) one by one, or per distinct shape (q/o, k/v, gate/up, down: 4)
     bytes_s = 40 * 512 / h200.bandwidth
     assert plans.reselection_seconds == pytest.approx(14 * 1.91e-3 + bytes_s)

@@ -17,8 +17,8 @@ from sft.layer import SftLinear
 from sft.optim import STEP_CHUNK_ENTRIES as LIBRARY_CHUNK, SftAdamW, SftSM3
 
 COMPACT = layout("compact")
-# Operations that launch no kernel: views, and the profiler's markers.
-NO_KERNEL = {"view", "_unsafe_view", "t", "detach", "alias", "as_strided", "expand", "slice",
+# Operations that launch no kernel: views, allocations, and the profiler's markers.
+NO_KERNEL = {"empty", "empty_like", "empty_strided", "view", "_unsafe_view", "t", "detach", "alias", "as_strided", "expand", "slice",
              "select", "split", "split_with_sizes", "unbind", "transpose", "unsqueeze",
              "squeeze", "permute", "reshape", "_record_function_enter_new",
              "_record_function_exit"}

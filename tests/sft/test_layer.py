@@ -141,6 +141,24 @@ def test_delta_applied_in_place_is_merged_weight_and_restores_w_bit_for_bit():
     assert torch.equal(weight, before)  # restored on an exception too
 
 
+@pytest.mark.parametrize("values_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1.0])
+def test_bf16_w_plus_delta_is_summed_in_fp32_and_rounded_once(values_dtype, scale):
+    """What the matmuls see is what merge_and_unload stores: fl_bf16(W + Delta) with the sum
+    in fp32, whatever the delta's size against W's last place (the patch adds and rounds in
+    one kernel; a sum in bf16 would round twice)."""
+    layer = _layer(d_out=64, d_in=48, n=1500, dtype=torch.bfloat16)
+    with torch.no_grad():
+        layer.values.mul_(scale)
+    layer.values.data = layer.values.data.to(values_dtype)
+    weight = layer.base_layer.weight
+    expected = (weight.float() + layer.delta_dense(torch.float32)).to(torch.bfloat16)
+    with layer.delta_applied(torch.bfloat16) as patched:
+        assert patched.data_ptr() == weight.data_ptr()
+        assert torch.equal(patched.view(torch.int16), expected.view(torch.int16))
+    assert torch.equal(layer.merged_weight(torch.bfloat16).view(torch.int16), expected.view(torch.int16))
+
+
 def test_delta_applied_in_another_dtype_builds_a_copy():
     layer = _layer(d_out=16, d_in=12, n=20)
     before = layer.base_layer.weight.detach().clone()
