@@ -38,6 +38,7 @@ class SpielLayout:
     plan_row: int           # kernel plan at rest per row of W (CSR row pointers), SDDMM path
     candidate: int          # SFT-AG's estimation phase, per candidate (K = k)
     candidate_plan: int     # the candidates' own kernel plan, per candidate, SDDMM path
+    candidate_plan_dense: int  # the same on the dense path
     pick_fp32_copy: bool    # the candidate pick holds an fp32 copy of a bf16 dense dW
     pick_abs_fp32: bool     # |dW| for the top-K pick is fp32 (else dW's own dtype)
     forward_ops: int        # kernels one SFT layer launches per forward beyond the frozen matmul
@@ -66,6 +67,9 @@ LAYOUTS = {
         plan_row=8,                         # CSR int64 row pointers
         candidate=4 + 4 + 4 + 4,            # int32 candidates, step gradient, sum, sum of squares
         candidate_plan=8 + 4,               # the candidates' CSR columns and placeholder values
+        # dense path: the int64 copy of the (int32) candidates to gather from dW; found by
+        # tracing that library's allocations on CPU (docs/benchmarks.md, GPU section)
+        candidate_plan_dense=8,
         pick_fp32_copy=True, pick_abs_fp32=True,
         # forward: indices.long(), W's entries gathered, fp32 add, cast back, W patched and
         # restored (2 index_copy_); backward: the same 7 again (W + Delta for the input
@@ -88,7 +92,7 @@ LAYOUTS = {
         # setup; sft.SftSelector's micro_batches_per_step) each candidate's gradient is folded
         # into them as it is made (with several, 4 bytes more through the backward)
         candidate=4 + 4 + 4,
-        candidate_plan=0,
+        candidate_plan=0, candidate_plan_dense=0,
         pick_fp32_copy=False, pick_abs_fp32=False,  # one dense dW of one layer at a time
         # Counted on the library (tests/analysis/test_cost_model_kernels.py holds them), bf16,
         # dense path. Forward: W's entries gathered, added to the fp32 values and rounded back
@@ -116,7 +120,7 @@ LAYOUTS = {
 # The paper's implementation (AlanAnsell/peft, its Appendix B): the delta gradient gathered
 # from a dense dW beside a W + Delta copy, no kernel plan, the age kept in the optimizer state.
 LAYOUTS["paper"] = replace(LAYOUTS["plans"], name="paper", age=0, plan_dense=0, plan_sddmm=0,
-                           plan_row=0, candidate_plan=0, in_place_delta=False)
+                           plan_row=0, candidate_plan=0, candidate_plan_dense=0, in_place_delta=False)
 DEFAULT_LAYOUT = "compact"
 # sft.optim.STEP_CHUNK_ENTRIES: the optimizers' multi-tensor steps run over chunks of at most
 # this many entries (tests/analysis/test_cost_model_kernels.py keeps the two equal).

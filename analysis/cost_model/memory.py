@@ -52,6 +52,7 @@ tests/analysis/test_cost_model_moments.py holds the model to them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from analysis.cost_model.layout import (DEFAULT_LAYOUT, STEP_CHUNK_ENTRIES, SpielLayout,
@@ -149,26 +150,40 @@ def activation_bytes(shape: ModelShape, method: Method, setup: Setup,
     return setup.tokens * (shape.layers * per_block + head), 0.0
 
 
+# One delta-gradient path for every matrix, or one per matrix shape (d_out, d_in).
+DeltaGradPaths = str | Mapping[tuple[int, int], str]
+
+
+def path_of(delta_grad: DeltaGradPaths, d_in: int, d_out: int) -> str:
+    """The delta-gradient path of a (d_out, d_in) matrix: one path for every matrix, or one per
+    matrix shape ``{(d_out, d_in): path}`` (a dispatcher that decided per shape, as sft.kernels'
+    CUDA calibration did before issue 21; shapes not named are dense)."""
+    return delta_grad if isinstance(delta_grad, str) else delta_grad.get((d_out, d_in), "dense")
+
+
 def spiel_bytes(shape: ModelShape, method: Method, setup: Setup, spiel: SpielLayout,
-                delta_grad: str = "dense") -> tuple[float, float, float]:
+                delta_grad: DeltaGradPaths = "dense") -> tuple[float, float, float]:
     """(state, estimation, dense transient) of SpIEL in layout ``spiel`` (analysis.cost_model.
-    layout), with the delta gradient on path ``delta_grad`` ("dense" or "sddmm"). State: per
-    tuned entry the index, the age and the kernel plan (per entry and, SDDMM path, per row).
-    SFT-AG's estimation phase (inside every S-step window, so inside the measured steps): the
-    candidate statistics of K = k candidates per matrix, and on its first step the dense dW of
-    one matrix at a time (in c, an fp32 copy and |dW| as the layout keeps them) from which the
-    top-K candidates are taken."""
+    layout), with the delta gradient on path ``delta_grad`` ("dense" or "sddmm", or one per
+    matrix shape: ``path_of``). State: per tuned entry the index, the age and the kernel plan
+    (per entry and, SDDMM path, per row). SFT-AG's estimation phase (inside every S-step
+    window, so inside the measured steps): the candidate statistics and plan of K = k
+    candidates per matrix, and on its first step the dense dW of one matrix at a time (in c,
+    an fp32 copy and |dW| as the layout keeps them) from which the top-K candidates are taken."""
     if method.family != "sft":
         return 0.0, 0.0, 0.0
     active = shape.active_per_matrix(method.rank)
-    sddmm = delta_grad == "sddmm"
-    per_entry = spiel.index + spiel.age + (spiel.plan_sddmm if sddmm else spiel.plan_dense)
-    rows = spiel.plan_row if sddmm else 0
-    state = shape.layers * sum(k * per_entry + rows * (d_out + 1) for _, _, d_out, k in active)
+    state = estimation = 0.0
+    for _, d_in, d_out, k in active:
+        sddmm = path_of(delta_grad, d_in, d_out) == "sddmm"
+        rows = spiel.plan_row * (d_out + 1) if sddmm else 0
+        state += k * (spiel.index + spiel.age + (spiel.plan_sddmm if sddmm else spiel.plan_dense)) + rows
+        candidate = spiel.candidate + (spiel.candidate_plan if sddmm else spiel.candidate_plan_dense)
+        estimation += k * candidate + rows
+    state *= shape.layers
     if method.selection != "ag":
         return state, 0.0, 0.0
-    candidate = spiel.candidate + (spiel.candidate_plan if sddmm else 0)
-    estimation = shape.layers * sum(k * candidate + rows * (d_out + 1) for _, _, d_out, k in active)
+    estimation *= shape.layers
     largest = max(d_in * d_out for _, d_in, d_out, _ in active)
     c = setup.compute_bytes
     pick = c + (4 if spiel.pick_fp32_copy and c != 4 else 0) + (4 if spiel.pick_abs_fp32 else c)
@@ -243,7 +258,7 @@ def optimizer_step_transient(shape: ModelShape, method: Method, spiel: SpielLayo
 
 
 def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
-                     spiel: SpielLayout | None = None, delta_grad: str = "dense") -> float:
+                     spiel: SpielLayout | None = None, delta_grad: DeltaGradPaths = "dense") -> float:
     """What one matrix at a time materialises: bitsandbytes' dequantized W (the 4-bit floor's
     and qLoRA's backward; under 4 bits SpIEL's W + Delta is built on it), SpIEL's W + Delta copy
     when it cannot patch W in place (4 bits, the paper's code), the dense path's dW beside it,
@@ -252,7 +267,8 @@ def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
     c = setup.compute_bytes
     if method.family == "sft":
         spiel = spiel or get_layout(DEFAULT_LAYOUT)
-        copies = (1 if method.quantized or not spiel.in_place_delta else 0) + (delta_grad == "dense")
+        dense = any(path_of(delta_grad, d_in, d_out) == "dense" for _, d_in, d_out in shape.block_linears())
+        copies = (1 if method.quantized or not spiel.in_place_delta else 0) + dense
         return largest * c * copies
     if method.quantized:
         out = largest * c
@@ -263,11 +279,12 @@ def matrix_transient(shape: ModelShape, method: Method, setup: Setup,
 
 
 def peak_memory(shape: ModelShape, method: Method, setup: Setup, spiel: "str | SpielLayout" = DEFAULT_LAYOUT,
-                delta_grad: str = "dense", paged_optimizer: bool = False) -> MemoryBreakdown:
+                delta_grad: DeltaGradPaths = "dense", paged_optimizer: bool = False) -> MemoryBreakdown:
     """The breakdown and its peak (allocated bytes, before the allocator's own overhead).
 
     ``spiel``: SpIEL's layout (a name of analysis.cost_model.layout.LAYOUTS, or one); ``delta_grad``: the path
-    its delta gradient takes ("dense" or "sddmm": timing.dispatcher_path).
+    its delta gradient takes ("dense" or "sddmm": timing.dispatcher_path; or one per matrix
+    shape, ``path_of``).
     ``paged_optimizer``: the optimizer state lives in paged (unified) memory that is evicted to
     the host under pressure, as the paper's qLoRA (its footnote 10): it does not count."""
     spiel_layout = get_layout(spiel)

@@ -21,6 +21,7 @@ import pandas as pd
 from dataclasses import replace
 
 from analysis.cost_model import LAYOUTS, Method, Setup, load_shape, predict
+from analysis.cost_model.memory import GIB, peak_memory
 from analysis.paper_comparison import reference
 
 PAPER_MODELS = {"Llama-2-7b": "llama-2-7b", "Llama-2-13b": "llama-2-13b"}
@@ -105,6 +106,28 @@ def cpu(rank: int = 16, batch_size: int = 4, seq_len: int = 128) -> pd.DataFrame
 
 
 H200_SETUP = {"batch_size": 1, "seq_len": 2048, "device": "cuda"}
+# The H200 run as it ran on the "plans" library (33 steps, S = 20). SFT-AG's peak is its first
+# estimation phase (steps 16-19), before any reselection, when the initial indices were still
+# sorted: an SDDMM plan then held no int64 permutation (12 bytes an entry, 20 once a
+# reselection unsorts them; traced on CPU, docs/benchmarks.md). SFT-MA's peak is any plain step,
+# the later ones with the permutation.
+OLD_RUN_FIRST_PHASE = replace(LAYOUTS["plans"], name="plans, before its first reselection", plan_sddmm=8 + 4)
+
+
+def old_run_paths(shape) -> dict[str, "str | dict"]:
+    """The delta-gradient paths the H200 run may have taken. That library timed the dense and
+    the SDDMM path once per matrix shape on CUDA (fp32 inputs, 1,024 tokens) and kept the
+    faster, without recording which: "dense" and "sddmm" bound the run; "mlp sddmm" (the MLP's
+    two shapes on the SDDMM, attention's dense) is the assignment the seven SpIEL cells' peaks
+    agree on (inferred from them, not recorded)."""
+    mlp = {(shape.intermediate, shape.hidden): "sddmm", (shape.hidden, shape.intermediate): "sddmm"}
+    return {"dense": "dense", "sddmm": "sddmm", "mlp sddmm": mlp}
+
+
+def _old_run_peaks_gib(shape, method: Method, setup: Setup) -> dict[str, float]:
+    spiel = OLD_RUN_FIRST_PHASE if method.selection == "ag" else LAYOUTS["plans"]
+    return {name: peak_memory(shape, method, setup, spiel, paths).peak / GIB
+            for name, paths in old_run_paths(shape).items()}
 
 
 def gpu(layout: str = "plans") -> pd.DataFrame:
@@ -130,6 +153,9 @@ def gpu(layout: str = "plans") -> pd.DataFrame:
                      "layout": layout, "delta_grad": p.delta_grad,
                      "measured_gib": r.max_allocated_gib, "predicted_gib": p.peak_gib,
                      "memory_error": _error(p.peak_gib, r.max_allocated_gib),
+                     **({f"old_run_{name.replace(' ', '_')}_gib": gib for name, gib
+                         in _old_run_peaks_gib(shape, method, setup).items()}
+                        if layout == "plans" and method.family == "sft" else {}),
                      "measured_plain_vs_floor": plain_measured, "predicted_plain_vs_floor": plain,
                      "time_error": _error(plain, plain_measured),
                      "measured_mean_vs_floor": mean_measured, "predicted_mean_vs_floor": mean,
