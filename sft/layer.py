@@ -277,9 +277,10 @@ class SftLinear(nn.Module):
         self, weight: Tensor, values: Tensor | None, indices: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The flat active indices, W there, and fl(W + Delta) there: summed in fp32 (fp64
-        for an fp64 W) and rounded once to the base weight's dtype. One ``add`` with an ``out`` of W's dtype does
-        both (type promotion computes in fp32, the output is rounded as it is written): on
-        CUDA one kernel where casting W's entries up, adding and casting back were three."""
+        for an fp64 W) and rounded once to the base weight's dtype. One ``add`` with an
+        ``out`` of W's dtype does both (type promotion computes in fp32, the output is rounded
+        as it is written): on CUDA one kernel where casting up, adding and casting back were
+        three."""
         values = self.values if values is None else values
         flat = self.indices if indices is None else indices
         original = weight.detach().reshape(-1).index_select(0, flat)

@@ -98,8 +98,8 @@ LAYOUTS = {
         # dense path. Forward: W's entries gathered, added to the fp32 values and rounded back
         # in one kernel (``torch.add`` with an ``out`` of W's dtype), W patched and restored;
         # backward: the same 4 for the input gradient, the gather from dW and the gradient's
-        # cast to fp32 (6 and 8 while the add was cast up, add, cast back). The optimizers run over all SFT layers in chunks of at most
-        # STEP_CHUNK_ENTRIES entries: SftAdamW a fixed 26 kernels a chunk (27 with weight
+        # cast to fp32 (6 and 8 while the add was cast up, add, cast back). The optimizers run
+        # over all SFT layers in chunks of at most STEP_CHUNK_ENTRIES entries: SftAdamW a fixed 26 kernels a chunk (27 with weight
         # decay), SftSM3 4 (5) plus 20 per matrix shape in the chunk (its row and column
         # maxima); bf16 deltas 5 more (gradients and values cast to fp32 at once, copied back).
         forward_ops=4, backward_ops=6, adamw_ops_per_layer=0, sm3_ops_per_layer=0,

@@ -21,7 +21,8 @@ import pandas as pd
 from dataclasses import replace
 
 from analysis.cost_model import LAYOUTS, Method, Setup, load_shape, predict
-from analysis.cost_model.memory import GIB, peak_memory
+from analysis.cost_model.memory import GIB, DeltaGradPaths, peak_memory
+from analysis.cost_model.shapes import ModelShape
 from analysis.paper_comparison import reference
 
 PAPER_MODELS = {"Llama-2-7b": "llama-2-7b", "Llama-2-13b": "llama-2-13b"}
@@ -114,7 +115,7 @@ H200_SETUP = {"batch_size": 1, "seq_len": 2048, "device": "cuda"}
 OLD_RUN_FIRST_PHASE = replace(LAYOUTS["plans"], name="plans, before its first reselection", plan_sddmm=8 + 4)
 
 
-def old_run_paths(shape) -> dict[str, "str | dict"]:
+def old_run_paths(shape: ModelShape) -> dict[str, DeltaGradPaths]:
     """The delta-gradient paths the H200 run may have taken. That library timed the dense and
     the SDDMM path once per matrix shape on CUDA (fp32 inputs, 1,024 tokens) and kept the
     faster, without recording which: "dense" and "sddmm" bound the run; "mlp sddmm" (the MLP's
@@ -124,7 +125,7 @@ def old_run_paths(shape) -> dict[str, "str | dict"]:
     return {"dense": "dense", "sddmm": "sddmm", "mlp sddmm": mlp}
 
 
-def _old_run_peaks_gib(shape, method: Method, setup: Setup) -> dict[str, float]:
+def _old_run_peaks_gib(shape: ModelShape, method: Method, setup: Setup) -> dict[str, float]:
     spiel = OLD_RUN_FIRST_PHASE if method.selection == "ag" else LAYOUTS["plans"]
     return {name: peak_memory(shape, method, setup, spiel, paths).peak / GIB
             for name, paths in old_run_paths(shape).items()}
@@ -149,13 +150,16 @@ def gpu(layout: str = "plans") -> pd.DataFrame:
         plain, mean = p.step_s / floor_s, p.mean_step_s / floor_s
         plain_measured = r.plain_median_s / floors.loc[floor_id, "plain_median_s"]
         mean_measured = r.mean_step_s / floors.loc[floor_id, "mean_step_s"]
+        old_run = {}
+        if layout == "plans" and method.family == "sft":
+            old_run = {f"old_run_{name.replace(' ', '_')}_gib": gib
+                       for name, gib in _old_run_peaks_gib(shape, method, setup).items()}
+            old_run["old_run_mlp_sddmm_error"] = _error(old_run["old_run_mlp_sddmm_gib"], r.max_allocated_gib)
         rows.append({"method_id": r.method_id, "activation_checkpointing": bool(r.activation_checkpointing),
                      "layout": layout, "delta_grad": p.delta_grad,
                      "measured_gib": r.max_allocated_gib, "predicted_gib": p.peak_gib,
                      "memory_error": _error(p.peak_gib, r.max_allocated_gib),
-                     **({f"old_run_{name.replace(' ', '_')}_gib": gib for name, gib
-                         in _old_run_peaks_gib(shape, method, setup).items()}
-                        if layout == "plans" and method.family == "sft" else {}),
+                     **old_run,
                      "measured_plain_vs_floor": plain_measured, "predicted_plain_vs_floor": plain,
                      "time_error": _error(plain, plain_measured),
                      "measured_mean_vs_floor": mean_measured, "predicted_mean_vs_floor": mean,
