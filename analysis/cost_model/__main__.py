@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=sorted(DEVICES),
                    help="the device profile for the time (default: a100 on cuda, cpu on cpu)")
     p.add_argument("--delta-grad", choices=["dense", "sddmm"],
-                   help="force SpIEL's delta-gradient path (default: the dispatcher's on the profile)")
+                   help="force SpIEL's delta-gradient path (default: the dispatcher's on the "
+                        "profile; sddmm is priced on the cpu profile only)")
     p.add_argument("--validate-paper", action="store_true", help="against the paper's Table 3")
     p.add_argument("--validate-cpu", action="store_true",
                    help="against this machine's Table 3 (docs/benchmarks.md section 3)")

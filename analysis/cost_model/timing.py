@@ -199,6 +199,9 @@ def step_cost(shape: ModelShape, method: Method, setup: Setup, device: Device,
         k_all = shape.lora_params(method.rank)
         period = method.reselection_steps
         sparse = (delta_grad or dispatcher_path(shape, method, device)) == "sddmm"
+        if sparse and not device.sddmm_dot:
+            raise ValueError(f"the {device.name!r} profile has no SDDMM cost (only the CPU's was "
+                             "measured): its SpIEL time is priced on the dense path only")
         if sparse:  # each matrix on the cheaper of the SDDMM and the dense GEMM
             madds = L * sum(min(_sddmm_madds(device, i, o, k), i * o)
                             for _, i, o, k in shape.active_per_matrix(method.rank))

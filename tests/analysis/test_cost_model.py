@@ -282,9 +282,13 @@ def test_cli_prediction_and_validation(capsys):
     assert cli.main(["--validate-paper", "--validate-cpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("| Llama-2-") == 24 + 16 and "| qsft-ma | yes |" in out
-    assert cli.main(["--model", "llama-2-7b", "--method", "sft-ma", "--rank", "64", "--profile", "h200",
+    assert cli.main(["--model", "llama-2-7b", "--method", "sft-ma", "--rank", "64", "--device", "cpu",
                      "--layout", "plans", "--delta-grad", "sddmm"]) == 0
     assert "layout 'plans', delta gradient on the sddmm path" in capsys.readouterr().out
+    # no GPU profile has an SDDMM cost: refused, not priced at zero seconds
+    assert cli.main(["--model", "llama-2-7b", "--method", "sft-ma", "--profile", "h200",
+                     "--delta-grad", "sddmm"]) == 2
+    assert "'h200' profile has no SDDMM cost" in capsys.readouterr().err
     assert cli.main(["--validate-gpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n| ") == 12 and "within 25% in 12 of 12" in out
