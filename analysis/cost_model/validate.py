@@ -126,6 +126,7 @@ def old_run_paths(shape: ModelShape) -> dict[str, DeltaGradPaths]:
 
 
 def _old_run_peaks_gib(shape: ModelShape, method: Method, setup: Setup) -> dict[str, float]:
+    """The H200 run's peak, GiB, on each of ``old_run_paths``."""
     spiel = OLD_RUN_FIRST_PHASE if method.selection == "ag" else LAYOUTS["plans"]
     return {name: peak_memory(shape, method, setup, spiel, paths).peak / GIB
             for name, paths in old_run_paths(shape).items()}
